@@ -1,0 +1,1 @@
+//! HTTP transport: one pooled reqwest client, auth header, retries, timeouts. To be implemented.

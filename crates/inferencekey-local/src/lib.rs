@@ -1,0 +1,1 @@
+//! An embedded emulator of the InferenceKey platform. To be implemented.

@@ -1,0 +1,1 @@
+//! The `inferencekey._native` module. To be implemented.
