@@ -1,39 +1,51 @@
-# The single entry point for developers and CI.
+# The single entry point for developers and CI: `make demo`, `make test`, `make lint`, `make bench`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_BUILD_JOBS ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv build-dev lint test test-rust test-python bench demo
+.PHONY: build-dev demo lint lint-rust lint-python test test-rust test-python examples bench
 
-venv:
+$(VENV)/.installed: requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.8,<2" -e ".[dev]" --no-build-isolation || $(PY) -m pip install -q "maturin>=1.8,<2" pytest pytest-asyncio pytest-timeout hypothesis mypy ruff numpy
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
 
-# Builds the extension in release (the profile the Rust tests also use) into the venv.
-build-dev: venv
+# The extension in release: the profile the Rust tests use too, so dependencies build once.
+build-dev: $(VENV)/.installed
 	$(VENV)/bin/maturin develop --release -q
 
-lint:
+# The main job: install the package the way users get it, then run the end-to-end demo.
+demo: $(VENV)/.installed
+	$(PY) -m pip install -q .
+	$(VENV)/bin/inferencekey demo
+
+lint: lint-rust lint-python
+
+lint-rust:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --release -- -D warnings
-	$(VENV)/bin/ruff check python tests examples
-	$(VENV)/bin/ruff format --check python tests examples
+
+lint-python: build-dev
+	$(VENV)/bin/ruff check python tests examples benches
+	$(VENV)/bin/ruff format --check python tests examples benches
 	$(VENV)/bin/mypy --strict python tests examples
-	$(VENV)/bin/python -m mypy.stubtest inferencekey._native
+	$(PY) -m mypy.stubtest inferencekey._native
 
 test-rust:
 	cargo test --release --workspace --exclude inferencekey-py
 
 test-python: build-dev
-	$(VENV)/bin/python -m pytest -q
+	$(PY) -m pytest -q
 
 test: test-rust test-python
 
-bench:
-	cargo bench -p inferencekey-core
-	$(VENV)/bin/python benches/python/compare.py
+examples: build-dev
+	set -e; for f in examples/*.py; do echo "== $$f"; $(PY) $$f; done
+	cargo run --release -q -p inferencekey-core --example quickstart
 
-demo: build-dev
-	$(VENV)/bin/inferencekey demo
+bench: build-dev
+	cargo bench -p inferencekey-core
+	$(PY) benches/python/compare.py
