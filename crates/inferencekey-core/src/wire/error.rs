@@ -176,7 +176,14 @@ mod tests {
 
     #[test]
     fn garbage_never_fails() {
-        for body in [&b""[..], b"\xff\xfe", b"[1,2]", b"null", b"{\"error\":[]}", b"42"] {
+        for body in [
+            &b""[..],
+            b"\xff\xfe",
+            b"[1,2]",
+            b"null",
+            b"{\"error\":[]}",
+            b"42",
+        ] {
             let _ = decode_error_body(body);
         }
         assert_eq!(decode_error_body(b"").message, None);

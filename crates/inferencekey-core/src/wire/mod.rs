@@ -18,7 +18,9 @@ pub use chat::{
     StreamOptions, Usage,
 };
 pub use embeddings::{EmbeddingInput, EmbeddingItem, EmbeddingsRequest, EmbeddingsResponse};
-pub use error::{ErrorBody, ErrorEnvelope, decode_error_body};
+pub use error::{
+    DecodedError, ErrorBody, ErrorEnvelope, MAX_QUOTED_BODY_CHARS, decode_error_body, quote_body,
+};
 pub use readiness::{Phase, ReadinessEvent};
 pub use rerank::{RerankRequest, RerankResponse, RerankResultItem};
 pub use slug::canonical_slug;
@@ -39,8 +41,19 @@ pub mod codes {
     pub const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
     pub const UPSTREAM_ERROR: &str = "upstream_error";
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
-    /// A data-plane route the workload's task type does not serve [P].
+    /// A data-plane route the workload's task type does not serve \[P\].
     pub const UNSUPPORTED_TASK: &str = "unsupported_task";
+
+    // Codes the client sets on errors it raises itself (never sent by a server).
+
+    /// A chat stream ended before `[DONE]`.
+    pub const STREAM_TRUNCATED: &str = "stream_truncated";
+    /// A readiness stream reported the `error` phase.
+    pub const WORKLOAD_ERROR: &str = "workload_error";
+    /// `ensure` with `OnDrift::Fail` (or a non-patchable change) found drift.
+    pub const DRIFT_DETECTED: &str = "drift_detected";
+    /// A success response whose body the client could not use.
+    pub const MALFORMED_RESPONSE: &str = "malformed_response";
 }
 
 /// The `[DONE]` sentinel that ends every chat stream.

@@ -98,8 +98,10 @@ mod tests {
     #[test]
     fn float_elapsed_is_rejected() {
         assert!(
-            serde_json::from_str::<ReadinessEvent>(r#"{"phase":"ready","message":"m","elapsed_ms":1.5}"#)
-                .is_err()
+            serde_json::from_str::<ReadinessEvent>(
+                r#"{"phase":"ready","message":"m","elapsed_ms":1.5}"#
+            )
+            .is_err()
         );
     }
 }

@@ -33,7 +33,10 @@ mod tests {
     #[test]
     fn examples_from_the_protocol() {
         assert_eq!(canonical_slug("Triage Bot (v2)"), "triage-bot-v2");
-        assert_eq!(canonical_slug("  ops__Summariser..EU "), "ops-summariser-eu");
+        assert_eq!(
+            canonical_slug("  ops__Summariser..EU "),
+            "ops-summariser-eu"
+        );
     }
 
     #[test]
@@ -41,7 +44,10 @@ mod tests {
         for s in ["a", "A-b", "é-x", "x--y", "-x-", "ÄÖÜ", "chat-1"] {
             let once = canonical_slug(s);
             assert_eq!(canonical_slug(&once), once);
-            assert!(once.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+            assert!(
+                once.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            );
         }
         assert_eq!(canonical_slug("é-x"), "x");
         assert_eq!(canonical_slug("ÄÖÜ"), "");

@@ -189,10 +189,7 @@ mod tests {
     #[test]
     fn list_shapes() {
         let one = r#"{"id":"wl_1","slug":"a"}"#;
-        for body in [
-            format!("[{one}]"),
-            format!(r#"{{"workloads":[{one}]}}"#),
-        ] {
+        for body in [format!("[{one}]"), format!(r#"{{"workloads":[{one}]}}"#)] {
             let (l, skipped) = decode_workload_list(body.as_bytes()).unwrap();
             assert_eq!((l.len(), skipped), (1, 0));
             assert_eq!(l[0].task_type, "text2text");
@@ -205,7 +202,8 @@ mod tests {
 
     #[test]
     fn odd_entries_are_skipped() {
-        let body = r#"[{"id":"wl_1","slug":"a"},{"slug":"no-id"},{"id":"wl_3","slug":"c","name":7},"x"]"#;
+        let body =
+            r#"[{"id":"wl_1","slug":"a"},{"slug":"no-id"},{"id":"wl_3","slug":"c","name":7},"x"]"#;
         let (l, skipped) = decode_workload_list(body.as_bytes()).unwrap();
         assert_eq!(l.len(), 1);
         assert_eq!(skipped, 3);

@@ -1,0 +1,398 @@
+//! The native data-plane client, endpoints, streams and results.
+
+use std::sync::{Arc, Mutex};
+
+use inferencekey_core::wire::{ChatMessage, redact_token};
+use inferencekey_core::{self as core, Error, TextChunk, TextRequest};
+use pyo3::IntoPyObjectExt;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::bridge::{Finish, Operation};
+use crate::client::{self, ForkSafe};
+use crate::convert::{dict_to_map, json_to_py, usage_to_py, usage_value_to_py};
+use crate::errors;
+
+#[pyclass(frozen, module = "inferencekey._native")]
+pub(crate) struct DataClient {
+    client: ForkSafe<core::DataClient>,
+    base_url: String,
+    project: String,
+    api_key: Option<String>,
+}
+
+impl DataClient {
+    fn core(&self) -> core::Result<core::DataClient> {
+        self.client.get()
+    }
+}
+
+#[pymethods]
+impl DataClient {
+    #[new]
+    #[pyo3(signature = (
+        *, base_url=None, project=None, api_key=None, timeout=None, connect_timeout=None,
+        stream_idle_timeout=None, max_retries=None, user_agent=None, user_agent_impl=None, _headers=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        base_url: Option<String>,
+        project: Option<String>,
+        api_key: Option<String>,
+        timeout: Option<f64>,
+        connect_timeout: Option<f64>,
+        stream_idle_timeout: Option<f64>,
+        max_retries: Option<u32>,
+        user_agent: Option<String>,
+        user_agent_impl: Option<String>,
+        _headers: Option<Vec<(String, String)>>,
+    ) -> PyResult<Self> {
+        let build = || -> core::Result<(ForkSafe<core::DataClient>, Option<String>)> {
+            let opts = client::options(
+                timeout,
+                connect_timeout,
+                stream_idle_timeout,
+                max_retries,
+                user_agent,
+                user_agent_impl,
+                _headers,
+            )?;
+            let mut builder = core::DataClient::builder().options(opts);
+            if let Some(u) = base_url {
+                builder = builder.base_url(u);
+            }
+            if let Some(p) = project {
+                builder = builder.project(p);
+            }
+            // The core resolves the key; this copy only feeds the redacted repr.
+            let key = api_key
+                .clone()
+                .or_else(|| std::env::var(core::config::ENV_API_KEY).ok())
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty());
+            if let Some(k) = api_key {
+                builder = builder.api_key(k);
+            }
+            let safe = ForkSafe::new(Box::new(move || builder.clone().build()), "data client")?;
+            Ok((safe, key))
+        };
+        let (client, key) = build().map_err(|e| errors::to_py(py, &e))?;
+        let first = client.get().map_err(|e| errors::to_py(py, &e))?;
+        Ok(DataClient {
+            base_url: first.base_url().to_owned(),
+            project: first.project().to_owned(),
+            api_key: key.as_deref().map(redact_token),
+            client,
+        })
+    }
+
+    #[getter]
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    #[getter]
+    fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The redacted default key, if any.
+    #[getter]
+    fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    fn close(&self) {
+        self.client.close();
+    }
+
+    /// An endpoint for one workload; no request is made.
+    #[pyo3(signature = (workload_slug, api_key=None))]
+    fn endpoint(
+        slf: &Bound<'_, Self>,
+        workload_slug: &str,
+        api_key: Option<String>,
+    ) -> PyResult<Endpoint> {
+        let py = slf.py();
+        let probe = slf
+            .get()
+            .core()
+            .and_then(|c| c.endpoint(workload_slug, api_key.as_deref()))
+            .map_err(|e| errors::to_py(py, &e))?;
+        let redacted = match api_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+            Some(k) => redact_token(k),
+            None => slf.get().api_key.clone().unwrap_or_default(),
+        };
+        Ok(Endpoint {
+            client: slf.clone().unbind(),
+            workload_slug: probe.workload_slug().to_owned(),
+            project_slug: probe.project_slug().to_owned(),
+            api_key: api_key.map(|k| k.trim().to_owned()),
+            redacted,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "DataClient(base_url={:?}, project={:?}, api_key={:?})",
+            self.base_url, self.project, self.api_key
+        )
+    }
+}
+
+#[pyclass(frozen, module = "inferencekey._native")]
+pub(crate) struct Endpoint {
+    client: Py<DataClient>,
+    workload_slug: String,
+    project_slug: String,
+    api_key: Option<String>,
+    redacted: String,
+}
+
+type Messages = Vec<(String, Option<String>)>;
+
+impl Endpoint {
+    /// The core endpoint, built per call so that a forked child gets its own pool.
+    fn core(&self) -> core::Result<core::Endpoint> {
+        self.client
+            .get()
+            .core()?
+            .endpoint(&self.workload_slug, self.api_key.as_deref())
+    }
+
+    fn request(
+        prompt: Option<String>,
+        messages: Option<Messages>,
+        temperature: Option<f64>,
+        max_tokens: Option<u32>,
+        extra: Option<&Bound<'_, PyDict>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Result<TextRequest, Error>> {
+        let extra = match extra {
+            Some(d) => dict_to_map(d, "extra")?,
+            None => Default::default(),
+        };
+        let timeout = match timeout.map(|t| client::seconds("timeout", t)).transpose() {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(TextRequest {
+            prompt,
+            messages: messages.map(|m| {
+                m.into_iter()
+                    .map(|(role, content)| ChatMessage { role, content })
+                    .collect()
+            }),
+            temperature,
+            max_tokens,
+            extra,
+            timeout,
+        }))
+    }
+}
+
+fn text_result(r: core::TextResult) -> Finish {
+    Box::new(move |py| {
+        (
+            r.text,
+            r.model,
+            r.finish_reason,
+            usage_to_py(py, r.usage.as_ref())?,
+            PyBytes::new(py, &r.raw),
+        )
+            .into_py_any(py)
+    })
+}
+
+fn chunk_to_py(py: Python<'_>, c: &TextChunk) -> PyResult<Py<PyAny>> {
+    (
+        c.text.as_str(),
+        c.finish_reason.as_deref(),
+        usage_to_py(py, c.usage.as_ref())?,
+        PyBytes::new(py, &c.raw),
+    )
+        .into_py_any(py)
+}
+
+fn embed_result(r: core::EmbedResult) -> Finish {
+    Box::new(move |py| {
+        let bytes = PyBytes::new_with(py, r.values.len() * 4, |buf| {
+            for (dst, v) in buf.chunks_exact_mut(4).zip(&r.values) {
+                dst.copy_from_slice(&v.to_ne_bytes());
+            }
+            Ok(())
+        })?;
+        (
+            r.count,
+            r.dim,
+            bytes,
+            r.model,
+            usage_to_py(py, r.usage.as_ref())?,
+            PyBytes::new(py, &r.raw),
+        )
+            .into_py_any(py)
+    })
+}
+
+fn rerank_result(r: core::RerankResult) -> Finish {
+    Box::new(move |py| {
+        let items = PyList::empty(py);
+        for item in &r.results {
+            let document = match &item.document {
+                Some(d) => json_to_py(py, d)?,
+                None => py.None(),
+            };
+            items.append((item.index, item.score, document))?;
+        }
+        (
+            items,
+            r.model,
+            usage_value_to_py(py, r.usage.as_ref())?,
+            PyBytes::new(py, &r.raw),
+        )
+            .into_py_any(py)
+    })
+}
+
+#[pymethods]
+impl Endpoint {
+    #[getter]
+    fn workload_slug(&self) -> &str {
+        &self.workload_slug
+    }
+
+    #[getter]
+    fn project_slug(&self) -> &str {
+        &self.project_slug
+    }
+
+    /// The redacted key.
+    #[getter]
+    fn api_key(&self) -> &str {
+        &self.redacted
+    }
+
+    #[pyo3(signature = (*, prompt=None, messages=None, temperature=None, max_tokens=None, extra=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate_text(
+        &self,
+        prompt: Option<String>,
+        messages: Option<Messages>,
+        temperature: Option<f64>,
+        max_tokens: Option<u32>,
+        extra: Option<&Bound<'_, PyDict>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Operation> {
+        let req = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
+        let endpoint = self.core();
+        Ok(Operation::new(async move {
+            let r = endpoint?.generate_text(req?).await?;
+            Ok(text_result(r))
+        }))
+    }
+
+    #[pyo3(signature = (*, prompt=None, messages=None, temperature=None, max_tokens=None, extra=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate_text_stream(
+        &self,
+        prompt: Option<String>,
+        messages: Option<Messages>,
+        temperature: Option<f64>,
+        max_tokens: Option<u32>,
+        extra: Option<&Bound<'_, PyDict>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Operation> {
+        let req = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
+        let endpoint = self.core();
+        Ok(Operation::new(async move {
+            let stream = endpoint?.generate_text_stream(req?).await?;
+            Ok(Box::new(move |py: Python<'_>| {
+                TextStream {
+                    inner: Mutex::new(Some(Arc::new(tokio::sync::Mutex::new(stream)))),
+                }
+                .into_py_any(py)
+            }) as Finish)
+        }))
+    }
+
+    fn embed(&self, inputs: Vec<String>) -> Operation {
+        let endpoint = self.core();
+        Operation::new(async move { Ok(embed_result(endpoint?.embed(inputs).await?)) })
+    }
+
+    #[pyo3(signature = (query, documents, top_n=None))]
+    fn rerank(&self, query: String, documents: Vec<String>, top_n: Option<u32>) -> Operation {
+        let endpoint = self.core();
+        Operation::new(async move {
+            Ok(rerank_result(
+                endpoint?.rerank(&query, documents, top_n).await?,
+            ))
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Endpoint(project_slug={:?}, workload_slug={:?}, api_key={:?})",
+            self.project_slug, self.workload_slug, self.redacted
+        )
+    }
+}
+
+type SharedStream = Arc<tokio::sync::Mutex<core::TextStream>>;
+
+/// An open chat stream; chunks cross to Python in batches.
+#[pyclass(frozen, module = "inferencekey._native")]
+pub(crate) struct TextStream {
+    inner: Mutex<Option<SharedStream>>,
+}
+
+/// Most chunks handed over at once: bounds the latency of a batch on a fast stream.
+const MAX_BATCH: usize = 256;
+
+#[pymethods]
+impl TextStream {
+    /// Waits for at least one chunk and returns every chunk already received as
+    /// `(text, finish_reason, usage, raw)` tuples; an empty list once the stream ended.
+    fn next_batch(&self) -> Operation {
+        let stream = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Operation::new(async move {
+            let Some(stream) = stream else {
+                return Ok(
+                    Box::new(|py: Python<'_>| Ok(PyList::empty(py).into_any().unbind())) as Finish,
+                );
+            };
+            let chunks = stream.lock().await.next_batch(MAX_BATCH).await?;
+            Ok(Box::new(move |py: Python<'_>| {
+                let list = PyList::empty(py);
+                for c in &chunks {
+                    list.append(chunk_to_py(py, c)?)?;
+                }
+                Ok(list.into_any().unbind())
+            }) as Finish)
+        })
+    }
+
+    /// Closes the connection; idempotent.
+    fn close(&self) {
+        let taken = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(stream) = taken {
+            if let Ok(mut s) = stream.try_lock() {
+                s.close();
+            }
+        }
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+}
