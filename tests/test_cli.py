@@ -65,10 +65,16 @@ def test_demo_json_summary() -> None:
     ]  # fmt: skip
 
 
-def test_demo_real_is_reserved() -> None:
-    result = run_python(*CLI, "demo", "--real")
+def test_demo_real_says_how_to_get_what_is_missing(tmp_path: Path) -> None:
+    # An empty cache and no llama-server on PATH: nothing to run.
+    env = clean_env({"INFERENCEKEY_CACHE": str(tmp_path), "PATH": os.path.dirname(sys.executable)})
+    result = run_python(*CLI, "demo", "--real", env=env)
     assert result.returncode == 2
-    assert "llama-server" in one_error_line(result)
+    line = one_error_line(result)
+    assert "llama-server" in line
+    assert str(tmp_path / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf") in line
+    assert "scripts/real-models/ci.sh" in line
+    assert result.stdout == ""
 
 
 @pytest.fixture

@@ -8,9 +8,12 @@ The blocking twins in :mod:`inferencekey.sync` share the helpers defined here.
 from __future__ import annotations
 
 import enum
+import os
 import sys
+import threading
 import time
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
@@ -31,6 +34,8 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._progress import ProgressView
 
 __all__ = ["DataClient", "Endpoint", "ManagementClient", "TextStream"]
@@ -256,22 +261,55 @@ def _client_options(
 # -- the asyncio bridge -----------------------------------------------------------------
 
 
+class _LoopWaker(threading.local):
+    """Per thread: the native queue where finished calls wait for this thread's event
+    loops, and the loop its descriptor was last registered with."""
+
+    completions: _native.Completions | None = None
+    loop: Callable[[], object] | None = None
+
+
+_waker = _LoopWaker()
+
+
+def _forget_waker_after_fork() -> None:
+    # The child must not share the parent's wake-up socket.
+    _waker.completions = None
+    _waker.loop = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_waker_after_fork)
+
+
+def _completions(loop: asyncio.AbstractEventLoop) -> _native.Completions:
+    """This thread's completion queue, watched by `loop`."""
+    completions = _waker.completions
+    if completions is None:
+        completions = _waker.completions = _native.Completions()
+    last = _waker.loop
+    if last is None or last() is not loop:
+        # A loop keeps the registration until it is closed; registering again with a
+        # loop that already has it only replaces the callback.
+        try:
+            loop.add_reader(completions.fileno(), completions.drain)
+            completions.wake_with(None)
+        except NotImplementedError:
+            completions.wake_with(loop)
+        try:
+            _waker.loop = weakref.ref(loop)
+        except TypeError:
+            _waker.loop = lambda: loop
+    return completions
+
+
 async def _run(op: _native.Operation) -> Any:
     """Runs a native operation on the shared runtime and awaits its result."""
     import asyncio
 
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
-
-    def on_done(ok: bool, value: Any) -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    op.start(loop, on_done)
+    op.start(_completions(loop), future)
     try:
         return await future
     except asyncio.CancelledError:

@@ -4,7 +4,8 @@ Commands::
 
     inferencekey demo [--json] [--real]
     inferencekey local [--port N] [--project SLUG] [--state FILE]
-                       [--upstream SLUG=URL ...] [--readiness instant|demo] [--json]
+                       [--upstream SLUG=URL ...] [--readiness instant|demo]
+                       [--run-commands] [--json]
     inferencekey ensure FILE [--on-drift MODE] [--project SLUG] [--json]
     inferencekey wait SLUG [--timeout SECONDS] [--project SLUG] [--json]
     inferencekey delete SLUG [--project SLUG] [--json]
@@ -50,6 +51,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:
     from inferencekey import DriftEntry, WorkloadSpec, sync
+    from inferencekey._real_models import RealModels
 
 EXIT_OK = 0
 EXIT_API_ERROR = 1
@@ -369,6 +371,8 @@ def _cmd_local(args: argparse.Namespace) -> int:
     upstreams = _parse_upstreams(args.upstream)
     if upstreams:
         options["upstreams"] = upstreams
+    if args.run_commands:
+        options["run_commands"] = True
 
     stop = threading.Event()
 
@@ -412,6 +416,7 @@ def _cmd_local(args: argparse.Namespace) -> int:
 
 _DEMO_TOKEN_RATE = 40.0
 _DEMO_PROMPT = "In two sentences, why does a declared workload beat a hand-made one?"
+_REAL_PROMPT = "What is the capital of France? Answer in one sentence."
 _DEMO_TEXTS = (
     "How do I reset my password?",
     "I forgot my login credentials.",
@@ -455,15 +460,64 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return dot / norm if norm else 0.0
 
 
-async def _demo(as_json: bool, out: TextIO, report: _DemoReport) -> None:
-    from inferencekey import DataClient, ManagementClient, TaskType, WorkloadSpec
+def _demo_specs(real: RealModels | None) -> tuple[WorkloadSpec, WorkloadSpec]:
+    """The chat and embedding workloads: simulated, or llama-server in command mode."""
+    from inferencekey import TaskType, WorkloadSpec
+    from inferencekey._real_models import CHAT_MODEL, EMBED_MODEL
+
+    if real is not None:
+        return (
+            WorkloadSpec(
+                name="Demo chat",
+                slug="demo-chat",
+                backend="llamacpp",
+                model=CHAT_MODEL,
+                command=real.chat_command(),
+            ),
+            WorkloadSpec(
+                name="Demo embeddings",
+                slug="demo-embed",
+                backend="llamacpp",
+                model=EMBED_MODEL,
+                task_type=TaskType.EMBEDDING,
+                command=real.embed_command(),
+            ),
+        )
+    return (
+        WorkloadSpec(
+            name="Demo chat",
+            slug="demo-chat",
+            backend="vllm",
+            model="Qwen/Qwen2.5-0.5B-Instruct",
+        ),
+        # A reranker workload serves both embeddings and rerank.
+        WorkloadSpec(
+            name="Demo embeddings and rerank",
+            slug="demo-embed",
+            backend="vllm",
+            model="BAAI/bge-reranker-v2-m3",
+            task_type=TaskType.RERANKER,
+        ),
+    )
+
+
+async def _demo(
+    as_json: bool, out: TextIO, report: _DemoReport, real: RealModels | None = None
+) -> None:
+    from inferencekey import DataClient, ManagementClient
     from inferencekey.local import LocalPlatform
 
     def say(text: str = "") -> None:
         if not as_json:
             print(text, file=out, flush=True)
 
-    async with LocalPlatform(readiness="demo", token_rate=_DEMO_TOKEN_RATE) as platform:
+    platform_options: dict[str, Any] = (
+        {"readiness": "demo", "run_commands": True}
+        if real is not None
+        else {"readiness": "demo", "token_rate": _DEMO_TOKEN_RATE}
+    )
+    prompt = _REAL_PROMPT if real is not None else _DEMO_PROMPT
+    async with LocalPlatform(**platform_options) as platform:
         report.base_url, report.project = platform.base_url, platform.project
         mgmt = ManagementClient(
             base_url=platform.base_url, project=platform.project, sdk_token=platform.sdk_token
@@ -471,21 +525,10 @@ async def _demo(as_json: bool, out: TextIO, report: _DemoReport) -> None:
         data = DataClient(
             base_url=platform.base_url, project=platform.project, api_key=platform.api_key
         )
-        chat_spec = WorkloadSpec(
-            name="Demo chat",
-            slug="demo-chat",
-            backend="vllm",
-            model="Qwen/Qwen2.5-0.5B-Instruct",
-        )
-        # A reranker workload serves both embeddings and rerank.
-        embed_spec = WorkloadSpec(
-            name="Demo embeddings and rerank",
-            slug="demo-embed",
-            backend="vllm",
-            model="BAAI/bge-reranker-v2-m3",
-            task_type=TaskType.RERANKER,
-        )
+        chat_spec, embed_spec = _demo_specs(real)
         say(f"Local InferenceKey platform on {platform.base_url} (project {platform.project!r})")
+        if real is not None:
+            say(f"  command mode: {real.llama_server.name} serves the workloads on this machine")
         created: list[str] = []
         try:
             started = time.monotonic()
@@ -498,15 +541,19 @@ async def _demo(as_json: bool, out: TextIO, report: _DemoReport) -> None:
             say("\nReadiness (live):")
             started = time.monotonic()
             for slug in created:
-                await mgmt.wait_until_ready(slug, timeout=60.0, silent=as_json)
+                await mgmt.wait_until_ready(
+                    slug, timeout=300.0 if real is not None else 60.0, silent=as_json
+                )
             report.step("readiness", ", ".join(created) + " ready", started)
 
             chat = data.endpoint(created[0])
             say(f"\nStreamed reply from {created[0]}:")
-            say(f"  > {_DEMO_PROMPT}")
+            say(f"  > {prompt}")
             started = time.monotonic()
             parts: list[str] = []
-            async with chat.generate_text_stream(prompt=_DEMO_PROMPT, max_tokens=48) as stream:
+            async with chat.generate_text_stream(
+                prompt=prompt, max_tokens=48, temperature=0.0 if real is not None else None
+            ) as stream:
                 if not as_json:
                     out.write("  ")
                 async for chunk in stream:
@@ -535,6 +582,10 @@ async def _demo(as_json: bool, out: TextIO, report: _DemoReport) -> None:
             for label, row in zip(labels, report.similarity, strict=True):
                 say(f"  {label:<6}" + "".join(f"{value:>7.3f}" for value in row))
 
+            if real is not None:
+                # MiniLM is an embedding model; llama-server reranks only with a
+                # reranker model.
+                return
             started = time.monotonic()
             ranked = await embedder.rerank(query=_DEMO_QUERY, documents=list(_DEMO_DOCUMENTS))
             report.rerank = [
@@ -559,9 +610,10 @@ async def _demo(as_json: bool, out: TextIO, report: _DemoReport) -> None:
             report.step("delete", f"workloads deleted: {report.workloads_deleted}", started)
 
 
-def _print_demo_summary(report: _DemoReport, total: float, out: TextIO) -> None:
+def _print_demo_summary(report: _DemoReport, total: float, out: TextIO, real: bool) -> None:
     print("\nSummary", file=out)
-    print(f"  platform   local emulator at {report.base_url}", file=out)
+    engines = "llama-server processes (command mode)" if real else "built-in engines"
+    print(f"  platform   local emulator at {report.base_url}, {engines}", file=out)
     for step in report.steps:
         print(f"  {step.name:<10} {step.detail:<48} {step.seconds:6.2f} s", file=out)
     print(f"  {'total':<10} {'':<48} {total:6.2f} s", file=out)
@@ -569,16 +621,21 @@ def _print_demo_summary(report: _DemoReport, total: float, out: TextIO) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    real: RealModels | None = None
     if args.real:
-        raise UsageError(
-            "demo --real needs the llama-server binary and GGUF models, "
-            "which this version does not set up; run 'inferencekey demo' for the "
-            "embedded platform"
-        )
+        from inferencekey._real_models import HOW_TO_GET, RealModels
+
+        real = RealModels.locate()
+        missing = real.missing()
+        if missing:
+            raise UsageError(
+                f"demo --real needs llama-server and two GGUF models; missing: "
+                f"{', '.join(missing)}; {HOW_TO_GET}"
+            )
     started = time.monotonic()
     report = _DemoReport()
     try:
-        asyncio.run(_demo(args.json, sys.stdout, report))
+        asyncio.run(_demo(args.json, sys.stdout, report, real))
     except KeyboardInterrupt:
         # asyncio.run cancelled the demo, whose cleanup deleted what it had created.
         print(f"\nworkloads deleted: {report.workloads_deleted}", flush=True)
@@ -602,7 +659,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             }
         )
     else:
-        _print_demo_summary(report, total, sys.stdout)
+        _print_demo_summary(report, total, sys.stdout, real is not None)
     return EXIT_OK
 
 
@@ -650,7 +707,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", "run the end-to-end demo on an embedded local platform", [common])
     demo.add_argument(
-        "--real", action="store_true", help="use a real llama-server model (not available yet)"
+        "--real",
+        action="store_true",
+        help="serve real models with llama-server in command mode (SmolLM2 chat, MiniLM "
+        "embeddings; see scripts/real-models/ in the source tree)",
     )
     demo.set_defaults(func=_cmd_demo)
 
@@ -670,6 +730,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("instant", "demo"),
         default="demo",
         help="readiness timings: instant, or about two seconds per workload (default)",
+    )
+    local.add_argument(
+        "--run-commands",
+        action="store_true",
+        help="run the config.command of llamacpp, vllm, sglang and ollama workloads on "
+        "this machine and serve from them",
     )
     local.set_defaults(func=_cmd_local)
 

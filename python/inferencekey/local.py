@@ -15,6 +15,17 @@ default, for tests), ``"demo"`` (about two seconds through every phase), a numbe
 seconds per phase and step, or a mapping with any of ``scheduling``, ``provisioning``,
 ``image_pull``, ``weights_download``, ``model_load`` and ``health_check`` (seconds;
 unnamed ones take no time).
+
+``run_commands=True`` turns on command mode: a workload of backend ``llamacpp``,
+``vllm``, ``sglang`` or ``ollama`` whose ``config`` holds a ``command`` (for example
+``llama-server -m model.gguf``) is served by running that command on this machine, in
+its own process group, on a free port (a ``{port}`` placeholder in the command is
+replaced, else the backend's port flag is appended). Its readiness follows the real
+process: ``provisioning`` when it is spawned, ``bootstrapping`` (step ``model_load``)
+until its health route answers, then ``ready``; a process that exits early puts the
+workload in ``error`` with its last output lines. Data-plane calls are proxied to it.
+Deleting or updating the workload, and stopping the platform, stop the process group;
+so does the end of this Python process, however it ends.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ class LocalPlatform:
         upstream_api_keys: Mapping[str, str] | None = None,
         failing_slugs: Iterable[str] | None = None,
         state_file: str | os.PathLike[str] | None = None,
+        run_commands: bool = False,
         _enable_faults: bool = False,
     ) -> None:
         self._options: dict[str, Any] = {
@@ -65,6 +77,7 @@ class LocalPlatform:
             "failing_slugs": None if failing_slugs is None else list(failing_slugs),
             "state_file": None if state_file is None else os.fspath(state_file),
             "enable_faults": _enable_faults,
+            "run_commands": run_commands,
         }
         self._native: _native.LocalPlatform | None = None
 

@@ -204,6 +204,17 @@ mod tests {
         }
     }
 
+    /// The defaults RELIABILITY.md states.
+    #[test]
+    fn documented_defaults() {
+        let o = ClientOptions::default();
+        assert_eq!(o.timeout, Duration::from_secs(60));
+        assert_eq!(o.connect_timeout, Duration::from_secs(10));
+        assert_eq!(o.stream_idle_timeout, Duration::from_secs(60));
+        assert_eq!(o.max_retries, 2);
+        assert_eq!(o.deadline, None);
+    }
+
     #[test]
     fn user_agent_shape() {
         let mut o = ClientOptions::default();

@@ -123,6 +123,9 @@ pub(crate) struct FullResponse {
 pub(crate) struct Transport {
     http: reqwest::Client,
     base_url: String,
+    /// `base_url` parsed once: a request URL is this with its path replaced, which
+    /// spares every request parsing the scheme and host again.
+    base: reqwest::Url,
     options: ClientOptions,
 }
 
@@ -155,9 +158,12 @@ impl Transport {
             .map_err(|e| {
                 Error::configuration(format!("cannot build the HTTP client: {}", chain(&e)))
             })?;
+        let base = reqwest::Url::parse(&base_url)
+            .map_err(|e| Error::configuration(format!("invalid base URL {base_url:?}: {e}")))?;
         Ok(Transport {
             http,
             base_url,
+            base,
             options,
         })
     }
@@ -168,6 +174,19 @@ impl Transport {
 
     pub(crate) fn options(&self) -> &ClientOptions {
         &self.options
+    }
+
+    /// The base URL with `path` (percent-encoded, starting with `/`) appended.
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.base.clone();
+        // The base URL carries no trailing slash, so its own path is empty or a prefix.
+        let prefix = self.base.path().trim_end_matches('/');
+        if prefix.is_empty() {
+            url.set_path(path);
+        } else {
+            url.set_path(&format!("{prefix}{path}"));
+        }
+        url
     }
 
     /// Sends `call` with retries and reads the whole success body.
@@ -201,12 +220,7 @@ impl Transport {
     {
         let overall = self.options.deadline.map(|d| Instant::now() + d);
         let max_retries = call.max_retries.unwrap_or(self.options.max_retries);
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(BACKOFF_BASE)
-            .with_max_delay(BACKOFF_CAP)
-            .with_factor(2.0)
-            .without_max_times()
-            .build();
+        let mut backoff = backoff_ceilings();
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -261,7 +275,7 @@ impl Transport {
         attempt: u32,
         started: Instant,
     ) -> Attempt<reqwest::Response> {
-        let url = format!("{}{}", self.base_url, call.path);
+        let url = self.url(&call.path);
         let mut req = self
             .http
             .request(call.method.clone(), url)
@@ -405,6 +419,16 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
+/// The ceilings of successive retry delays: 0.5, 1, 2, 4, then 8 s for ever.
+fn backoff_ceilings() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(BACKOFF_BASE)
+        .with_max_delay(BACKOFF_CAP)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+}
+
 /// Full jitter: a uniform delay between zero and the exponential ceiling.
 fn full_jitter(ceiling: Duration) -> Duration {
     ceiling.mul_f64(rand::rng().random::<f64>())
@@ -480,6 +504,26 @@ mod tests {
     }
 
     #[test]
+    fn request_urls_equal_the_joined_string_parsed() {
+        let paths = [
+            path(&["endpoint", "p", "a b/c", "v1", "chat", "completions"]),
+            path(&["api", "projects", "é", "workloads"]),
+            path(&["api", "workloads", ".."]),
+        ];
+        for base in [
+            "http://127.0.0.1:8080",
+            "https://api.example.com/prefix",
+            "https://api.example.com/a/b",
+        ] {
+            let t = Transport::new(base.to_owned(), ClientOptions::default()).unwrap();
+            for p in &paths {
+                let expected = reqwest::Url::parse(&format!("{base}{p}")).unwrap();
+                assert_eq!(t.url(p), expected, "{base} + {p}");
+            }
+        }
+    }
+
+    #[test]
     fn retry_table() {
         use RetryClass::*;
         for c in [Idempotent, Inference, Create] {
@@ -510,6 +554,18 @@ mod tests {
         assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120));
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    /// The numbers RELIABILITY.md states.
+    #[test]
+    fn documented_backoff_and_caps() {
+        let ceilings: Vec<f64> = backoff_ceilings()
+            .take(7)
+            .map(|d| d.as_secs_f64())
+            .collect();
+        assert_eq!(ceilings, [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]);
+        assert_eq!(MAX_RETRY_AFTER, Duration::from_secs(60));
+        assert_eq!(MAX_ERROR_BODY, 64 * 1024);
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! The state shared by every route: configuration, registry, shutdown signal.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +17,10 @@ pub(crate) struct App {
     pub(crate) shutdown: CancellationToken,
     /// Client for upstream workloads.
     pub(crate) http: reqwest::Client,
-    /// Per `x-ik-fault-key` counters of the `flap` fault.
-    pub(crate) flaps: Mutex<HashMap<String, u64>>,
+    /// Counters of the fault layer (used only when faults are enabled).
+    pub(crate) faults: crate::faults::FaultState,
+    /// Connections accepted and not yet closed, as seen by the server.
+    pub(crate) open_connections: Arc<AtomicUsize>,
     state_file: Option<StateFile>,
     generation: AtomicU64,
 }
@@ -30,13 +31,15 @@ impl App {
         registry: Registry,
         http: reqwest::Client,
         state_file: Option<StateFile>,
+        open_connections: Arc<AtomicUsize>,
     ) -> Self {
         App {
             config,
             registry: Mutex::new(registry),
             shutdown: CancellationToken::new(),
             http,
-            flaps: Mutex::new(HashMap::new()),
+            faults: crate::faults::FaultState::default(),
+            open_connections,
             state_file,
             generation: AtomicU64::new(0),
         }

@@ -232,12 +232,16 @@ impl CommandRunner {
             let _ = exit_tx.send(Some(info));
         });
         tracing::debug!(pgid, port = cmd.port, program = %cmd.program, "command-mode workload started");
+        let program = std::path::Path::new(&cmd.program)
+            .file_name()
+            .map_or_else(|| cmd.program.clone(), |n| n.to_string_lossy().into_owned());
         Ok(RunningWorkload {
+            program,
             port: cmd.port,
             pgid,
             grace: self.grace,
             poll_interval: self.poll_interval,
-            stdin,
+            stdin: Mutex::new(stdin),
             exit: exit_rx,
             tail,
         })
@@ -248,17 +252,24 @@ impl CommandRunner {
 /// group (through the watchdog), like [`RunningWorkload::stop`] but without waiting.
 #[derive(Debug)]
 pub(crate) struct RunningWorkload {
+    /// The program's file name, for messages.
+    program: String,
     port: u16,
     pgid: u32,
     grace: Duration,
     poll_interval: Duration,
     /// The host's end of the watchdog's lifeline; never written, only closed.
-    stdin: Option<ChildStdin>,
+    stdin: Mutex<Option<ChildStdin>>,
     exit: watch::Receiver<Option<ExitInfo>>,
     tail: Arc<Mutex<Tail>>,
 }
 
 impl RunningWorkload {
+    /// The program's file name (`llama-server` for `/opt/bin/llama-server`).
+    pub(crate) fn program(&self) -> &str {
+        &self.program
+    }
+
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
@@ -275,11 +286,6 @@ impl RunningWorkload {
     /// The last output lines, redacted.
     pub(crate) fn last_lines(&self) -> Vec<String> {
         self.tail.lock().unwrap().lines()
-    }
-
-    /// How the process ended, if it has.
-    pub(crate) fn exit_info(&self) -> Option<ExitInfo> {
-        self.exit.borrow().clone()
     }
 
     /// Polls `GET /health` (or `GET /v1/models` when the server has no `/health`) until
@@ -315,13 +321,31 @@ impl RunningWorkload {
         }
     }
 
-    /// SIGTERM to the process group, SIGKILL after the runner's grace period.
-    pub(crate) async fn stop(self) -> ExitInfo {
-        let grace = self.grace;
-        self.stop_with_grace(grace).await
+    /// Waits until the process has ended, however that happens.
+    pub(crate) async fn wait_exit(&self) -> ExitInfo {
+        let mut exit = self.exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(info) => info.clone().unwrap_or_else(|| self.ended_unknown()),
+            // The waiter task is gone (its runtime is shutting down).
+            Err(_) => self.ended_unknown(),
+        }
     }
 
-    pub(crate) async fn stop_with_grace(mut self, grace: Duration) -> ExitInfo {
+    fn ended_unknown(&self) -> ExitInfo {
+        ExitInfo {
+            code: None,
+            signal: None,
+            last_lines: self.last_lines(),
+        }
+    }
+
+    /// SIGTERM to the process group, SIGKILL after the runner's grace period. Safe to
+    /// call more than once and from several tasks.
+    pub(crate) async fn stop(&self) -> ExitInfo {
+        self.stop_with_grace(self.grace).await
+    }
+
+    pub(crate) async fn stop_with_grace(&self, grace: Duration) -> ExitInfo {
         let mut exit = self.exit.clone();
         if exit.borrow().is_none() {
             signal_group(self.pgid, "TERM").await;
@@ -345,12 +369,12 @@ impl RunningWorkload {
         // Leftovers that ignored SIGTERM: the group outlives its leader while members
         // remain, and its id cannot be reused while it has members.
         signal_group(self.pgid, "KILL").await;
-        self.stdin.take();
-        info.unwrap_or_else(|| ExitInfo {
-            code: None,
-            signal: None,
-            last_lines: self.last_lines(),
-        })
+        self.close_lifeline();
+        info.unwrap_or_else(|| self.ended_unknown())
+    }
+
+    fn close_lifeline(&self) {
+        self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
@@ -358,7 +382,7 @@ impl Drop for RunningWorkload {
     fn drop(&mut self) {
         // Closing the lifeline is the stop signal for the watchdog; the waiter task keeps
         // running until it has reaped the process.
-        self.stdin.take();
+        self.close_lifeline();
     }
 }
 

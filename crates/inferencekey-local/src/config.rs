@@ -118,8 +118,20 @@ pub struct LocalConfig {
     /// Where projects, tokens and workloads are persisted; loaded at start, rewritten
     /// atomically after every change. The file holds secrets and is created mode 0600.
     pub state_file: Option<PathBuf>,
-    /// Reserved for running workload commands for real; currently ignored.
+    /// Command mode: a workload of backend `llamacpp`, `vllm`, `sglang` or `ollama` with
+    /// a `config.command` (and no upstream or simulated failure) is served by running
+    /// that command on this machine, in its own process group, on a free port (the
+    /// `{port}` placeholder, or the backend's port flag appended). Its readiness follows
+    /// the process: `provisioning` once spawned, `bootstrapping` (step `model_load`)
+    /// until its health route (`/health`, else `/v1/models`) answers 200, then `ready`;
+    /// an early exit ends in `error` with the last output lines. The data plane is
+    /// proxied to it. Delete, an update that restarts the workload, and shutdown stop
+    /// the process group (SIGTERM, then SIGKILL after 5 s); a watchdog stops it too if
+    /// the emulator's process dies. Off by default.
     pub run_commands: bool,
+    /// In command mode, how long a process may take to answer its health route before
+    /// the workload fails.
+    pub command_start_timeout: Duration,
 }
 
 impl Default for LocalConfig {
@@ -138,6 +150,7 @@ impl Default for LocalConfig {
             enable_faults: false,
             state_file: None,
             run_commands: false,
+            command_start_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -160,6 +173,7 @@ impl std::fmt::Debug for LocalConfig {
             .field("enable_faults", &self.enable_faults)
             .field("state_file", &self.state_file)
             .field("run_commands", &self.run_commands)
+            .field("command_start_timeout", &self.command_start_timeout)
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -51,11 +51,30 @@ impl Connected<IncomingStream<'_, KillableListener>> for Connection {
 #[derive(Debug)]
 pub(crate) struct KillableListener {
     inner: TcpListener,
+    /// Connections accepted and not yet dropped.
+    open: Arc<AtomicUsize>,
 }
 
 impl KillableListener {
-    pub(crate) fn new(inner: TcpListener) -> Self {
-        KillableListener { inner }
+    pub(crate) fn new(inner: TcpListener, open: Arc<AtomicUsize>) -> Self {
+        KillableListener { inner, open }
+    }
+}
+
+/// Counts one open connection until dropped with it.
+#[derive(Debug)]
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenGuard {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        OpenGuard(open.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -73,6 +92,7 @@ impl Listener for KillableListener {
                         KillableStream {
                             inner: stream,
                             switch: switch.clone(),
+                            _open: OpenGuard::new(&self.open),
                         },
                         Connection { switch },
                     );
@@ -103,6 +123,7 @@ impl KillableListener {
 pub(crate) struct KillableStream {
     inner: TcpStream,
     switch: Arc<KillSwitch>,
+    _open: OpenGuard,
 }
 
 fn reset() -> io::Error {

@@ -298,14 +298,15 @@ pub(crate) async fn patch(
     Ok(Json(updated))
 }
 
-/// `DELETE /api/workloads/{id}`: 204; open readiness streams get `error` "deleted".
+/// `DELETE /api/workloads/{id}`: 204; open readiness streams get `error` "deleted"; a
+/// command-mode process is stopped before the answer.
 pub(crate) async fn delete(
     State(app): State<Arc<App>>,
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let (id, _) = resolve(&app, &headers, &key)?;
-    let removed = {
+    let mut removed = {
         let mut registry = app.registry();
         let index = registry
             .workloads
@@ -314,8 +315,13 @@ pub(crate) async fn delete(
             .ok_or_else(|| ApiError::not_found(format!("no workload '{key}'")))?;
         registry.workloads.remove(index)
     };
+    let process = removed.take_process();
     removed.begin_run(Readiness::new(Phase::Error, "deleted"));
     drop(removed);
     app.save();
+    // In command mode the answer waits until the process group is gone.
+    if let Some(process) = process {
+        process.stop().await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

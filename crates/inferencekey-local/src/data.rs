@@ -1,5 +1,5 @@
 //! Data plane: `/endpoint/{project}/{workload}/v1/...` (PROTOCOL.md §4), served by the
-//! built-in engines or forwarded to an upstream server.
+//! built-in engines, or forwarded to an upstream server or a command-mode process.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -102,7 +102,7 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (record, phase) = {
+    let (record, phase, process) = {
         let registry = app.registry();
         let token = auth::authenticate(&registry, &headers, Kind::Live)?;
         auth::same_project(token, &project)?;
@@ -111,9 +111,14 @@ pub(crate) async fn handle(
             ApiError::not_found(format!("no workload '{workload}' in project '{project}'"))
         })?;
         let entry = &registry.workloads[index];
-        (entry.record.clone(), entry.phase())
+        (entry.record.clone(), entry.phase(), entry.command.clone())
     };
-    let target = upstream::target(&app.config, &record);
+    // An upstream, or in command mode the workload's own process (`None` inside when it
+    // is not running), or else the built-in engines.
+    let target = match upstream::target(&app.config, &record) {
+        Some(url) => Some(Some(url)),
+        None => process.map(|slot| slot.base_url().map(|base| format!("{base}/v1"))),
+    };
     let operation = match target {
         Some(_) => None,
         None => {
@@ -140,6 +145,13 @@ pub(crate) async fn handle(
         )));
     }
     if let Some(base) = target {
+        let base = base.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                codes::UPSTREAM_UNAVAILABLE,
+                format!("the process of workload '{}' is not running", record.slug),
+            )
+        })?;
         return upstream::forward(
             &app,
             &record,

@@ -31,12 +31,29 @@
 //!   highest first, cut at `top_n`.
 //!
 //! Any other route or task type answers 400 `unsupported_task`, unless the workload is
-//! served by an upstream.
+//! served by an upstream or a command.
+//!
+//! # Command mode
+//! With [`LocalConfig::run_commands`], a workload of backend `llamacpp`, `vllm`, `sglang`
+//! or `ollama` whose `config` holds a `command` runs that command on this machine (for
+//! example `llama-server -m model.gguf`), in its own process group and on a free port:
+//! a `{port}` placeholder in the command is replaced, else the backend's port flag is
+//! appended (`--port N`; `OLLAMA_HOST` for ollama), with `--host 127.0.0.1` unless the
+//! command picks a host. The command is split like a shell would split it but runs
+//! without a shell. Readiness follows the process: `provisioning` when it is spawned,
+//! `bootstrapping` with step `model_load` until `GET /health` (or `/v1/models` where
+//! there is no `/health`) answers 200, then `ready`; an early exit ends in `error` with
+//! the last output lines, tokens redacted. Data-plane requests are proxied to it and
+//! streamed through as they come. Deleting the workload, an update that restarts it,
+//! and [`LocalPlatform::shutdown`] stop the process group (SIGTERM, then SIGKILL after a
+//! grace period); a small watchdog does the same when the emulator's process dies in
+//! any way, so no process is left behind.
 //!
 //! # Command line
 //! The `inferencekey-local` binary runs the same emulator in the foreground:
 //! `inferencekey-local --port 8080 --project demo --state platform.json --upstream
-//! chat=http://127.0.0.1:8000/v1 --readiness demo --print-env`. With `--print-env` it
+//! chat=http://127.0.0.1:8000/v1 --readiness demo --print-env` (add `--run-commands`
+//! for command mode). With `--print-env` it
 //! prints `export INFERENCEKEY_BASE_URL=…`, `…_PROJECT`, `…_SDK_TOKEN` and `…_API_KEY`
 //! lines once it listens; it stops gracefully on Ctrl-C or SIGTERM.
 //!
@@ -65,6 +82,7 @@
 
 mod app;
 mod auth;
+mod command;
 mod config;
 mod connection;
 mod control;
@@ -78,6 +96,7 @@ mod policy;
 mod readiness;
 mod registry;
 mod server;
+mod supervisor;
 mod upstream;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -185,12 +204,19 @@ impl LocalPlatform {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
             .await
             .map_err(|source| StartError::Bind { port, source })?;
-        let listener = KillableListener::new(listener);
+        let open_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = KillableListener::new(listener, open_connections.clone());
         let addr = listener
             .socket_addr()
             .map_err(|source| StartError::Bind { port, source })?;
 
-        let app = Arc::new(App::new(config, registry, http, state_file));
+        let app = Arc::new(App::new(
+            config,
+            registry,
+            http,
+            state_file,
+            open_connections,
+        ));
         app.save();
         let router = server::router(app.clone());
         let shutdown = app.shutdown.clone();
@@ -328,10 +354,12 @@ impl LocalPlatform {
         Some((state.phase, state.message))
     }
 
-    /// Stops accepting connections, ends open streams, and waits (at most 10 s) for
-    /// connections to close.
+    /// Stops accepting connections, ends open streams, stops the processes of
+    /// command-mode workloads, and waits (at most 10 s) for connections to close.
     pub async fn shutdown(mut self) {
         self.app.shutdown.cancel();
+        let processes = self.take_processes();
+        futures_util::future::join_all(processes.iter().map(|p| p.stop())).await;
         if let Some(mut server) = self.server.take() {
             if tokio::time::timeout(Duration::from_secs(10), &mut server)
                 .await
@@ -343,8 +371,23 @@ impl LocalPlatform {
     }
 }
 
+impl LocalPlatform {
+    /// Takes every command-mode process out of the registry; the workloads stay.
+    fn take_processes(&self) -> Vec<Arc<command::RunningWorkload>> {
+        self.app
+            .registry()
+            .workloads
+            .iter_mut()
+            .filter_map(WorkloadEntry::take_process)
+            .collect()
+    }
+}
+
 impl Drop for LocalPlatform {
     fn drop(&mut self) {
         self.app.shutdown.cancel();
+        // Without waiting: each watchdog stops its process group once the last handle
+        // of its process is gone.
+        drop(self.take_processes());
     }
 }

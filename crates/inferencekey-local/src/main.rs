@@ -16,6 +16,8 @@ usage: inferencekey-local [options]
                          send the bearer token held in environment variable VAR
                          to the upstream of workload SLUG; repeatable
   --readiness MODE       instant or demo (default: demo)
+  --run-commands         run the config.command of llamacpp, vllm, sglang and
+                         ollama workloads on this machine and serve from them
   --print-env            print export lines for INFERENCEKEY_* once listening
   -h, --help             this help
 ";
@@ -66,6 +68,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<(LocalConfig, bool),
                 };
             }
             "--print-env" => print_env = true,
+            "--run-commands" => config.run_commands = true,
             // Deliberately undocumented: the fault header is for test suites only.
             "--enable-faults" => config.enable_faults = true,
             "-h" | "--help" => {
@@ -159,6 +162,7 @@ mod tests {
         assert_eq!(config.upstreams["chat"], "http://127.0.0.1:9/v1");
         assert!(config.state_file.is_some());
         assert!(!config.enable_faults);
+        assert!(!config.run_commands);
         assert!(parse_args(["--bogus".to_owned()].into_iter()).is_err());
         assert!(parse_args(["--port".to_owned()].into_iter()).is_err());
         let missing = [
@@ -168,5 +172,7 @@ mod tests {
         assert!(parse_args(missing.iter().map(|s| (*s).to_owned())).is_err());
         let (config, _) = parse_args(["--enable-faults".to_owned()].into_iter()).unwrap();
         assert!(config.enable_faults);
+        let (config, _) = parse_args(["--run-commands".to_owned()].into_iter()).unwrap();
+        assert!(config.run_commands);
     }
 }

@@ -16,10 +16,12 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::app::App;
 use crate::auth;
+use crate::command::CommandRunner;
 use crate::config::LocalConfig;
 use crate::credentials::{Kind, SCOPE_WORKLOAD_READ};
 use crate::error::ApiError;
 use crate::registry::{Readiness, ReadinessLog, WorkloadEntry};
+use crate::supervisor::{self, Job, ProcessSlot};
 
 /// The message a workload fails with, if it is set up to fail: `config.simulate_failure`
 /// (a string, or any other non-false value for a generic message), or a slug listed in
@@ -95,9 +97,36 @@ fn stages(config: &LocalConfig, workload: &Workload) -> Vec<(Readiness, Duration
 
 /// (Re)starts a workload's readiness at `scheduling`. With instant timings the terminal
 /// phase is set before this returns, so the workload serves as soon as it is created.
+///
+/// In command mode the phases follow a real process instead (see [`supervisor`]); a
+/// process of the run before is stopped first, in the background.
 pub(crate) fn restart(config: &LocalConfig, entry: &mut WorkloadEntry) {
-    if let Some(driver) = entry.driver.take() {
-        driver.abort();
+    let previous = entry.take_process();
+    if let Some(command) = supervisor::command_of(config, &entry.record) {
+        let run = entry.begin_run(Readiness::new(
+            Phase::Scheduling,
+            "Starting the workload's command on this machine",
+        ));
+        let slot = Arc::new(ProcessSlot::default());
+        entry.command = Some(slot.clone());
+        let job = Job {
+            command,
+            backend: entry.record.backend.clone(),
+            model: entry.record.model_name.clone(),
+            runner: CommandRunner::default(),
+            start_timeout: config.command_start_timeout,
+            slot,
+            previous,
+            readiness: entry.readiness.clone(),
+            run,
+        };
+        entry.driver = Some(tokio::spawn(supervisor::drive(job)).abort_handle());
+        return;
+    }
+    if let Some(previous) = previous {
+        tokio::spawn(async move {
+            previous.stop().await;
+        });
     }
     let mut stages = stages(config, &entry.record);
     if config.readiness.is_instant() {
@@ -133,8 +162,13 @@ pub(crate) fn restart(config: &LocalConfig, entry: &mut WorkloadEntry) {
 }
 
 /// Marks a workload whose state was loaded from disk: it was serving (or failing)
-/// before, so it comes back in its terminal phase at once.
+/// before, so it comes back in its terminal phase at once. A command-mode workload
+/// starts its process again and walks the real phases.
 pub(crate) fn restore(config: &LocalConfig, entry: &mut WorkloadEntry) {
+    if supervisor::command_of(config, &entry.record).is_some() {
+        restart(config, entry);
+        return;
+    }
     if let Some((last, _)) = stages(config, &entry.record).pop() {
         entry.begin_run(last);
     }

@@ -1,13 +1,17 @@
 //! The emulator's state: projects, tokens and workloads with their readiness.
 
+use std::sync::Arc;
+
 use inferencekey_core::wire::{Phase, Workload};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
+use crate::command::RunningWorkload;
 use crate::credentials::{
     ProjectCredentials, SCOPE_ASSIGNMENT_WRITE, SCOPE_WORKLOAD_READ, SCOPE_WORKLOAD_WRITE,
     TokenRecord, random_hex,
 };
+use crate::supervisor::ProcessSlot;
 
 /// One published phase of a workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +59,11 @@ pub(crate) struct Project {
 pub(crate) struct WorkloadEntry {
     pub(crate) record: Workload,
     pub(crate) readiness: watch::Sender<ReadinessLog>,
-    /// The task walking the phases, if they are still going by.
+    /// The task walking the phases, if they are still going by (in command mode, the
+    /// task watching the process, as long as it runs).
     pub(crate) driver: Option<AbortHandle>,
+    /// In command mode, where the current run keeps its process.
+    pub(crate) command: Option<Arc<ProcessSlot>>,
 }
 
 impl WorkloadEntry {
@@ -69,7 +76,17 @@ impl WorkloadEntry {
             record,
             readiness,
             driver: None,
+            command: None,
         }
+    }
+
+    /// Stops driving the current run and takes its process out, if it has one. The
+    /// caller stops the process (or drops it, which stops it without waiting).
+    pub(crate) fn take_process(&mut self) -> Option<Arc<RunningWorkload>> {
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+        }
+        self.command.take().and_then(|slot| slot.close())
     }
 
     pub(crate) fn phase(&self) -> Readiness {
@@ -90,9 +107,9 @@ impl WorkloadEntry {
 
 impl Drop for WorkloadEntry {
     fn drop(&mut self) {
-        if let Some(driver) = self.driver.take() {
-            driver.abort();
-        }
+        // A process nobody stopped yet is stopped by its watchdog once its last handle
+        // is gone.
+        drop(self.take_process());
     }
 }
 

@@ -32,7 +32,14 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(
             "/endpoint/{project}/{workload}/v1/{*rest}",
             any(data::handle),
-        )
+        );
+    if app.config.enable_faults {
+        // Test-only routes; they do not exist unless faults are enabled.
+        router = router
+            .route("/_faults/hits/{key}", get(faults::hits))
+            .route("/_faults/connections", get(faults::connections));
+    }
+    router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), size_guard));

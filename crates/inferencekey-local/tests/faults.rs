@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use inferencekey_local::{LocalConfig, LocalPlatform};
+use reqwest::Client;
 use serde_json::{Value, json};
 
 async fn faulty() -> LocalPlatform {
@@ -34,6 +35,161 @@ async fn faults_are_off_by_default() {
     let p = start(instant()).await;
     let r = list_with(&p, "status=500").await.unwrap();
     assert_eq!(r.status(), 200);
+    // Neither do the test-only routes exist.
+    for route in ["/_faults/hits/k", "/_faults/connections"] {
+        let r = client()
+            .get(format!("{}{route}", p.base_url()))
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 404, "not_found").await;
+    }
+}
+
+async fn get_json(p: &LocalPlatform, route: &str) -> Value {
+    let r = client()
+        .get(format!("{}{route}", p.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{route}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn hits_count_requests_per_key_and_method() {
+    let p = faulty().await;
+    assert_eq!(get_json(&p, "/_faults/hits/k1").await, json!({"total": 0}));
+    for _ in 0..2 {
+        let r = auth(client().get(workloads_url(&p, "demo")), p.sdk_token())
+            .header("x-ik-fault-key", "k1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = auth(
+        client().post(endpoint(&p, "chat", "chat/completions")),
+        p.api_key(),
+    )
+    .header("x-ik-fault", "status=503")
+    .header("x-ik-fault-key", "k1")
+    .json(&chat(false))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        get_json(&p, "/_faults/hits/k1").await,
+        json!({"total": 3, "GET": 2, "POST": 1})
+    );
+    assert_eq!(get_json(&p, "/_faults/hits/k2").await, json!({"total": 0}));
+}
+
+#[tokio::test]
+async fn method_limits_a_fault_to_one_method() {
+    let p = faulty().await;
+    let r = list_with(&p, "status=500;method=POST").await.unwrap();
+    assert_eq!(r.status(), 200, "a GET passes through");
+    let r = auth(client().post(workloads_url(&p, "demo")), p.sdk_token())
+        .header("x-ik-fault", "status=500;method=POST")
+        .json(&workload("other", "text2text"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 500, "internal").await;
+    expect_error(
+        list_with(&p, "reset;method=NOT A METHOD").await.unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn connections_counts_what_the_server_holds_open() {
+    let p = faulty().await;
+    // A fresh client per question: only the asking connection is open.
+    let open = |p: &LocalPlatform| {
+        let url = format!("{}/_faults/connections", p.base_url());
+        async move {
+            let r = Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap()
+                .get(url)
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["open"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(open(&p).await, 1);
+    let held = auth(client().get(readiness_url(&p, "chat")), p.sdk_token())
+        .header("x-ik-fault", "stall")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    assert_eq!(open(&p).await, 2);
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open(&p).await != 1 {
+        assert!(std::time::Instant::now() < deadline, "still held open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn drop_done_ends_cleanly_without_the_done_event() {
+    let p = faulty().await;
+    let send = |fault: &'static str| {
+        auth(
+            client().post(endpoint(&p, "chat", "chat/completions")),
+            p.api_key(),
+        )
+        .header("x-ik-fault", fault)
+        .json(&chat(true))
+        .send()
+    };
+    let normal = send("flap=0").await.unwrap().text().await.unwrap();
+    assert!(normal.ends_with("data: [DONE]\n\n"));
+    let r = send("drop_done").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("a clean end of the body");
+    assert!(!text.contains("[DONE]"));
+    assert!(text.contains("\"finish_reason\":\"stop\""), "{text}");
+    assert_eq!(
+        text.matches("\n\n").count() + 1,
+        normal.matches("\n\n").count()
+    );
+}
+
+#[tokio::test]
+async fn hold_after_done_keeps_the_body_open() {
+    let p = faulty().await;
+    let mut r = auth(
+        client().post(endpoint(&p, "chat", "chat/completions")),
+        p.api_key(),
+    )
+    .header("x-ik-fault", "hold_after_done")
+    .json(&chat(true))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut text = String::new();
+    while !text.ends_with("data: [DONE]\n\n") {
+        let c = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+            .await
+            .expect("the real stream arrives")
+            .unwrap()
+            .expect("no end before [DONE]");
+        text.push_str(std::str::from_utf8(&c).unwrap());
+    }
+    // After [DONE]: neither more bytes nor an end.
+    let more = tokio::time::timeout(Duration::from_millis(300), r.chunk()).await;
+    assert!(more.is_err(), "the body should stay open: {more:?}");
 }
 
 #[tokio::test]

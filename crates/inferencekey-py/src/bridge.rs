@@ -3,10 +3,14 @@
 //! Every network method of the native classes returns an [`Operation`]: a future that has
 //! not started yet. Python then either
 //!
-//! - calls `start(loop, on_done)`: the future is spawned on the runtime and, when it
-//!   completes, `on_done(ok, value)` is scheduled on the event loop with
-//!   `call_soon_threadsafe` (skipped when the loop is already closed). `cancel()` aborts
-//!   the spawned task, which drops the future and with it any open connection; or
+//! - calls `start(completions, future)` from a running event loop: the future is spawned
+//!   on the runtime and its output, still a Rust value, is queued on the [`Completions`]
+//!   of the loop's thread. The loop wakes once per batch of finished calls, through a
+//!   socket it watches with `add_reader`, and `drain` builds the Python results and sets
+//!   the asyncio futures, all on the loop's thread. Runtime threads never take the GIL on
+//!   this path, so they never wait for the event loop, and a loop that is busy finishing
+//!   calls keeps finding more of them without being woken again. `cancel()` aborts the
+//!   spawned task, which drops the future and with it any open connection; or
 //! - calls `wait()`: the future is spawned and the calling thread waits for it with the
 //!   GIL released, in short slices between which pending signals are handled. A
 //!   `KeyboardInterrupt` (or any exception raised by a signal handler) aborts the task.
@@ -14,13 +18,16 @@
 //! Nothing runs before `start` or `wait`, so an operation that is never awaited never
 //! sends a request.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use inferencekey_core::Error;
+use pyo3::intern;
 use pyo3::prelude::*;
 use tokio::task::AbortHandle;
 
@@ -29,63 +36,98 @@ use crate::{errors, exit, runtime};
 /// Turns the Rust output of a finished future into a Python object, with the GIL held.
 pub(crate) type Finish = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 type Work = Pin<Box<dyn Future<Output = Result<Finish, Error>> + Send>>;
+type Output = Result<Finish, Error>;
 
 /// How often a blocking wait wakes up to let Python handle signals.
 const SIGNAL_SLICE: Duration = Duration::from_millis(50);
+
+/// A lock whose holder panicked still guards consistent data here.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A not-yet-started native call; see the module documentation.
 #[pyclass(frozen, module = "inferencekey._native")]
 pub(crate) struct Operation {
     work: Mutex<Option<Work>>,
-    task: Mutex<Option<AbortHandle>>,
+    started: Mutex<Option<Started>>,
+}
+
+/// What `cancel` needs to undo a `start`.
+struct Started {
+    task: AbortHandle,
+    completions: Py<Completions>,
+    id: u64,
 }
 
 impl Operation {
     pub(crate) fn new<F>(future: F) -> Self
     where
-        F: Future<Output = Result<Finish, Error>> + Send + 'static,
+        F: Future<Output = Output> + Send + 'static,
     {
         Operation {
             work: Mutex::new(Some(Box::pin(future))),
-            task: Mutex::new(None),
+            started: Mutex::new(None),
         }
     }
 
     fn take(&self, py: Python<'_>) -> PyResult<Work> {
-        self.work
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.work)
             .take()
             .ok_or_else(|| errors::api(py, "this operation was already started"))
     }
 }
 
-fn finish(py: Python<'_>, out: Result<Finish, Error>) -> PyResult<Py<PyAny>> {
+fn finish(py: Python<'_>, out: Output) -> PyResult<Py<PyAny>> {
     match out {
         Ok(f) => f(py),
         Err(e) => Err(errors::to_py(py, &e)),
     }
 }
 
+fn no_runtime(py: Python<'_>, e: &std::io::Error) -> PyErr {
+    errors::api(py, &format!("no async runtime: {e}"))
+}
+
 #[pymethods]
 impl Operation {
-    /// Starts the call; `on_done(ok, value)` runs on `loop` when it finishes.
-    fn start(&self, py: Python<'_>, r#loop: Py<PyAny>, on_done: Py<PyAny>) -> PyResult<()> {
+    /// Starts the call; its result or exception is set on `future` (an asyncio future of
+    /// the running loop) by `completions.drain()`.
+    fn start(
+        &self,
+        py: Python<'_>,
+        completions: Bound<'_, Completions>,
+        future: Py<PyAny>,
+    ) -> PyResult<()> {
         let work = self.take(py)?;
-        let rt = runtime::get().map_err(|e| errors::api(py, &format!("no async runtime: {e}")))?;
-        let handle = rt.spawn(async move {
+        let owner = completions.get();
+        let id = owner.track(future);
+        let delivery = Delivery {
+            queue: owner.queue.clone(),
+            id,
+            sent: false,
+        };
+        let handle = runtime::spawn(async move {
+            let mut delivery = delivery;
             let out = work.await;
-            // During interpreter shutdown there is nobody left to tell.
-            exit::with_python(move |py| deliver(py, r#loop, on_done, out));
+            delivery.send(out);
+        })
+        .map_err(|e| no_runtime(py, &e))?;
+        *lock(&self.started) = Some(Started {
+            task: handle.abort_handle(),
+            completions: completions.unbind(),
+            id,
         });
-        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle.abort_handle());
         Ok(())
     }
 
     /// Aborts a started call (its connection is closed); a no-op once it has finished.
     fn cancel(&self) {
-        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            task.abort();
+        if let Some(started) = lock(&self.started).take() {
+            started.task.abort();
+            // Nobody waits for the future any more; an output already queued is dropped.
+            let forgotten = lock(&started.completions.get().pending).remove(&started.id);
+            drop(forgotten);
         }
     }
 
@@ -93,11 +135,11 @@ impl Operation {
     /// signals every few tens of milliseconds.
     fn wait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let work = self.take(py)?;
-        let rt = runtime::get().map_err(|e| errors::api(py, &format!("no async runtime: {e}")))?;
         let (tx, rx) = mpsc::sync_channel(1);
-        let handle = rt.spawn(async move {
+        let handle = runtime::spawn(async move {
             let _ = tx.send(work.await);
-        });
+        })
+        .map_err(|e| no_runtime(py, &e))?;
         let task = handle.abort_handle();
         let mut rx = rx;
         loop {
@@ -123,23 +165,224 @@ impl Operation {
     }
 }
 
-/// Takes the Python handles by value so they are released here, with the GIL held:
-/// a handle dropped on a runtime thread without it would wait in PyO3's deferred pool,
-/// keeping the result (an open stream, say) alive until some later call.
-fn deliver(py: Python<'_>, r#loop: Py<PyAny>, on_done: Py<PyAny>, out: Result<Finish, Error>) {
-    let (ok, value) = match finish(py, out) {
-        Ok(v) => (true, v),
-        Err(e) => (false, e.into_value(py).into_any()),
-    };
-    let event_loop = r#loop.bind(py);
-    let closed = event_loop
-        .call_method0("is_closed")
-        .and_then(|c| c.is_truthy())
-        .unwrap_or(true);
-    if closed {
-        return;
+/// Hands the output of a spawned call to its [`Completions`]; if the task is dropped
+/// before it finishes (aborted, or the runtime shutting down), an error is sent instead,
+/// so no awaiting future is left hanging.
+struct Delivery {
+    queue: Arc<Queue>,
+    id: u64,
+    sent: bool,
+}
+
+impl Delivery {
+    fn send(&mut self, out: Output) {
+        self.sent = true;
+        self.queue.push(self.id, out);
     }
-    // The loop may close between the check and the call: that RuntimeError is expected
-    // and means nobody is waiting any more.
-    let _ = event_loop.call_method1("call_soon_threadsafe", (on_done, ok, value));
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.queue.push(
+                self.id,
+                Err(Error::api("the call was dropped before it finished")),
+            );
+        }
+    }
+}
+
+/// Finished calls waiting for their event loop, and the means to wake it.
+struct Queue {
+    done: Mutex<Vec<(u64, Output)>>,
+    wake: Wake,
+    /// Set while the loop has no reader for `wake` (one without `add_reader`): the loop and
+    /// the `drain` method to schedule on it with `call_soon_threadsafe` instead.
+    callback: Mutex<Option<(Py<PyAny>, Py<PyAny>)>>,
+    by_callback: AtomicBool,
+}
+
+impl Queue {
+    /// Queues an output; only the first output of a batch wakes the loop, since the drain
+    /// that wake-up causes takes everything queued until it runs.
+    fn push(&self, id: u64, out: Output) {
+        let first = {
+            let mut done = lock(&self.done);
+            done.push((id, out));
+            done.len() == 1
+        };
+        if first {
+            self.wake_loop();
+        }
+    }
+
+    fn wake_loop(&self) {
+        if !self.by_callback.load(Ordering::Acquire) {
+            self.wake.signal();
+            return;
+        }
+        exit::with_python(|py| {
+            let target = lock(&self.callback)
+                .as_ref()
+                .map(|(l, d)| (l.clone_ref(py), d.clone_ref(py)));
+            if let Some((event_loop, drain)) = target {
+                // A closed loop refuses the call: nobody is waiting any more.
+                let _ = event_loop
+                    .bind(py)
+                    .call_method1(intern!(py, "call_soon_threadsafe"), (drain,));
+            }
+        });
+    }
+}
+
+/// Per event-loop thread: the asyncio futures of started calls, and the queue their
+/// outputs arrive on. The Python package keeps one per thread and registers its
+/// `fileno()` with each event loop that thread runs, with `drain` as the reader.
+#[pyclass(frozen, module = "inferencekey._native")]
+pub(crate) struct Completions {
+    queue: Arc<Queue>,
+    /// Touched only by the owning thread, with the GIL held; the lock is never contended.
+    pending: Mutex<HashMap<u64, Py<PyAny>>>,
+    next_id: AtomicU64,
+}
+
+impl Completions {
+    fn track(&self, future: Py<PyAny>) -> u64 {
+        let id = self
+            .next_id
+            .fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).insert(id, future);
+        id
+    }
+}
+
+#[pymethods]
+impl Completions {
+    #[new]
+    fn new() -> PyResult<Self> {
+        Ok(Completions {
+            queue: Arc::new(Queue {
+                done: Mutex::new(Vec::new()),
+                wake: Wake::new()?,
+                callback: Mutex::new(None),
+                by_callback: AtomicBool::new(false),
+            }),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// The descriptor that becomes readable when calls have finished.
+    fn fileno(&self) -> PyResult<i32> {
+        self.queue.wake.fileno()
+    }
+
+    /// For a loop without `add_reader`: wake `event_loop` by scheduling `drain` with
+    /// `call_soon_threadsafe` instead (`None` goes back to the descriptor).
+    fn wake_with(slf: &Bound<'_, Self>, event_loop: Option<Py<PyAny>>) -> PyResult<()> {
+        let target = match event_loop {
+            Some(l) => Some((l, slf.getattr(intern!(slf.py(), "drain"))?.unbind())),
+            None => None,
+        };
+        let queue = &slf.get().queue;
+        queue.by_callback.store(target.is_some(), Ordering::Release);
+        let old = std::mem::replace(&mut *lock(&queue.callback), target);
+        drop(old);
+        // Calls that finished before the switch must not wait for the next one.
+        slf.get().queue.wake_loop();
+        Ok(())
+    }
+
+    /// Sets the result (or exception) of every finished call on its future. Runs on the
+    /// loop's thread, as the reader callback.
+    fn drain(&self, py: Python<'_>) {
+        self.queue.wake.clear();
+        let done = std::mem::take(&mut *lock(&self.queue.done));
+        if done.is_empty() {
+            return;
+        }
+        // Futures are looked up before any Python code runs, so that code (a finalizer
+        // started by an allocation, say) may cancel other calls without a deadlock.
+        let ready: Vec<(Py<PyAny>, Output)> = {
+            let mut pending = lock(&self.pending);
+            done.into_iter()
+                .filter_map(|(id, out)| pending.remove(&id).map(|f| (f, out)))
+                .collect()
+        };
+        for (future, out) in ready {
+            let future = future.bind(py);
+            // A future cancelled meanwhile, or one of a closed loop, refuses the value:
+            // nobody waits for it.
+            let _ = match finish(py, out) {
+                Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
+                Err(e) => future.call_method1(intern!(py, "set_exception"), (e.into_value(py),)),
+            };
+        }
+    }
+
+    /// Calls started and not yet delivered or cancelled.
+    #[getter]
+    fn pending(&self) -> usize {
+        lock(&self.pending).len()
+    }
+}
+
+/// The wake-up channel of one [`Queue`]: a connected pair of non-blocking sockets; the
+/// runtime writes a byte, the loop watches the other end.
+#[cfg(unix)]
+struct Wake {
+    rx: std::os::unix::net::UnixStream,
+    tx: std::os::unix::net::UnixStream,
+}
+
+#[cfg(unix)]
+impl Wake {
+    fn new() -> std::io::Result<Self> {
+        let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        Ok(Wake { rx, tx })
+    }
+
+    fn fileno(&self) -> PyResult<i32> {
+        use std::os::fd::AsRawFd;
+        Ok(self.rx.as_raw_fd())
+    }
+
+    fn signal(&self) {
+        use std::io::Write;
+        // A full buffer already means "readable"; the loop may be gone: nothing to do.
+        let _ = (&self.tx).write(&[1]);
+    }
+
+    fn clear(&self) {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        while let Ok(n) = (&self.rx).read(&mut buf) {
+            if n < buf.len() {
+                break;
+            }
+        }
+    }
+}
+
+/// Without Unix sockets every loop is woken through `call_soon_threadsafe`.
+#[cfg(not(unix))]
+struct Wake;
+
+#[cfg(not(unix))]
+impl Wake {
+    fn new() -> std::io::Result<Self> {
+        Ok(Wake)
+    }
+
+    fn fileno(&self) -> PyResult<i32> {
+        Err(pyo3::exceptions::PyNotImplementedError::new_err(
+            "no wake-up descriptor on this platform",
+        ))
+    }
+
+    fn signal(&self) {}
+
+    fn clear(&self) {}
 }

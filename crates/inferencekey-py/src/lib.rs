@@ -5,7 +5,9 @@
 //!   rebuilt in a forked child too (`client::ForkSafe`).
 //! - Network methods return a not-yet-started `bridge::Operation`, which asyncio
 //!   callers start and await (cancelling aborts it) and blocking callers `wait` on with
-//!   the GIL released, handling signals between short slices.
+//!   the GIL released, handling signals between short slices. Finished asyncio calls
+//!   reach their loop in batches through a per-thread `bridge::Completions`, whose
+//!   Python objects are built on the loop's thread.
 //! - Core errors become the exception classes of `inferencekey.errors` (`errors`).
 //! - `tracing` events reach the `inferencekey` Python logger (`logging`); runtime
 //!   threads stay out of the interpreter once it starts shutting down (`exit`).
@@ -27,6 +29,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<bridge::Completions>()?;
     m.add_class::<bridge::Operation>()?;
     m.add_class::<control::ManagementClient>()?;
     m.add_class::<control::ReadinessFollower>()?;

@@ -91,7 +91,7 @@ impl LocalPlatform {
     #[pyo3(signature = (
         *, project=None, port=0, readiness=None, keepalive_interval=None, token_rate=None,
         embedding_dim=None, upstreams=None, upstream_api_keys=None, failing_slugs=None,
-        state_file=None, enable_faults=false,
+        state_file=None, enable_faults=false, run_commands=false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -107,12 +107,14 @@ impl LocalPlatform {
         failing_slugs: Option<Vec<String>>,
         state_file: Option<PathBuf>,
         enable_faults: bool,
+        run_commands: bool,
     ) -> PyResult<Operation> {
         let mut config = LocalConfig {
             port,
             token_rate,
             enable_faults,
             state_file,
+            run_commands,
             ..LocalConfig::default()
         };
         if let Some(p) = project {

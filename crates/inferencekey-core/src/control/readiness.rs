@@ -163,7 +163,7 @@ impl Follow {
     }
 
     fn on_event(&mut self, data: &str) -> Result<ReadinessEvent> {
-        let event: ReadinessEvent = match serde_json::from_str(data) {
+        let event: ReadinessEvent = match decode_event(data) {
             Ok(e) => e,
             Err(e) => {
                 self.finish();
@@ -192,9 +192,28 @@ impl Follow {
     }
 }
 
+/// One readiness event. Only a JSON object is one: serde would also read an array as
+/// the fields in order, and `["ready", "", 0]` is not a `ready` event.
+fn decode_event(data: &str) -> std::result::Result<ReadinessEvent, String> {
+    if !data.trim_start().starts_with('{') {
+        return Err("not a JSON object".to_owned());
+    }
+    serde_json::from_str(data).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found while fuzzing the chat events, which had the same flaw: an array was
+    /// decoded positionally.
+    #[test]
+    fn regression_array_event_is_undecodable() {
+        assert!(decode_event(r#"["ready", "done", 1]"#).is_err());
+        assert!(decode_event("null").is_err());
+        let e = decode_event(r#" {"phase": "ready", "message": "m", "elapsed_ms": 1}"#).unwrap();
+        assert_eq!(e.phase, Phase::Ready);
+    }
 
     #[test]
     fn reconnect_delays_are_1_2_4_then_5_s_with_jitter() {

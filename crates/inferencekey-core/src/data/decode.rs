@@ -55,6 +55,11 @@ impl TextChunk {
     /// A chunk with empty `choices` is metadata: empty text, `usage` set when present.
     /// An event carrying `error` is returned as an error with its code and message.
     pub fn from_event(data: &str) -> Result<TextChunk> {
+        // serde would also read a JSON array as the struct's fields in order, so `[]`
+        // would pass for an empty chunk: only an object is an event.
+        if !data.trim_start().starts_with('{') {
+            return Err(malformed("a chat stream event is not a JSON object"));
+        }
         let event: StreamEvent = serde_json::from_str(data)
             .map_err(|e| malformed(format!("a chat stream event is not a valid chunk: {e}")))?;
         if let Some(err) = event.error {
@@ -381,6 +386,16 @@ mod tests {
             stream_payload("[DONE]").unwrap(),
             StreamPayload::Done
         ));
+    }
+
+    /// Found by `fuzz_chat_event_any_json`: serde reads a JSON array as the struct's
+    /// fields in order, so `[]` passed for an empty chunk.
+    #[test]
+    fn regression_array_event_is_malformed() {
+        for data in ["[]", " [[], null]", "null", "3", "\"chunk\""] {
+            let e = TextChunk::from_event(data).unwrap_err();
+            assert_eq!(e.code(), Some("malformed_response"), "{data}");
+        }
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub fn decode_error_body(body: &[u8]) -> DecodedError {
                     }
                 }
                 Some(Value::String(code)) => {
-                    out.code = Some(code.clone());
+                    out.code = Some(code.clone()).filter(|c| !c.trim().is_empty());
                     out.message = top_message;
                 }
                 _ => {
@@ -107,6 +107,12 @@ pub fn quote_body(body: &[u8]) -> String {
     let mut count = 0;
     for word in text.split_whitespace() {
         if !out.is_empty() {
+            // The cap is checked here too, so that a cut at a word boundary neither
+            // overshoots it nor leaves a space before the ellipsis.
+            if count + 1 >= MAX_QUOTED_BODY_CHARS {
+                out.push('…');
+                return out;
+            }
             out.push(' ');
             count += 1;
         }
@@ -172,6 +178,34 @@ mod tests {
         let m = d.message.unwrap();
         assert!(m.starts_with("<html> <body>xxx"));
         assert_eq!(m.chars().count(), MAX_QUOTED_BODY_CHARS + 1);
+    }
+
+    /// Found by `fuzz_error_body_any_json`: a blank bare-string code was returned as
+    /// the code `""`.
+    #[test]
+    fn regression_blank_bare_string_code_is_no_code() {
+        let d = decode_error_body(br#"{"error":"  ","message":"m"}"#);
+        assert_eq!(d.code, None);
+        assert_eq!(d.message.as_deref(), Some("m"));
+        assert_eq!(decode_error_body(br#"{"error":""}"#).code, None);
+    }
+
+    /// Found by `fuzz_quote_body`: a cut falling on a word boundary went one character
+    /// over the cap (a space, then the ellipsis).
+    #[test]
+    fn regression_quote_cap_at_a_word_boundary() {
+        let body = format!("{} {}", "a".repeat(MAX_QUOTED_BODY_CHARS), "b".repeat(10));
+        let q = quote_body(body.as_bytes());
+        assert_eq!(q.chars().count(), MAX_QUOTED_BODY_CHARS + 1);
+        assert!(q.ends_with("a…"), "{q}");
+        let body = format!(
+            "{} {}",
+            "a".repeat(MAX_QUOTED_BODY_CHARS - 1),
+            "b".repeat(10)
+        );
+        let q = quote_body(body.as_bytes());
+        assert!(q.chars().count() <= MAX_QUOTED_BODY_CHARS + 1);
+        assert!(!q.contains(" …"), "{q}");
     }
 
     #[test]
