@@ -417,9 +417,23 @@ class _Meter:
             "calls_per_s": calls / wall,
             "cpu_us_per_call": cpu / calls * 1e6,
             "switches_per_call": switches / calls,
-            # ru_maxrss is in KiB on Linux.
-            "peak_rss_mib": usage.ru_maxrss / 1024,
+            "peak_rss_mib": _peak_rss_mib(usage),
         }
+
+
+def _peak_rss_mib(usage: resource.struct_rusage) -> float:
+    """This process's own peak resident set. On Linux that is `VmHWM`: `ru_maxrss`
+    carries over the peak of the process that forked this one (the orchestrator, tens of
+    MiB), so every client would report at least that."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    # ru_maxrss is in KiB on Linux, in bytes on macOS.
+    return usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def _embed_stats(samples_ns: list[int]) -> dict[str, float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import os
 import sys
-import threading
 import time
 import warnings
 import weakref
@@ -261,33 +260,38 @@ def _client_options(
 # -- the asyncio bridge -----------------------------------------------------------------
 
 
-class _LoopWaker(threading.local):
-    """Per thread: the native queue where finished calls wait for this thread's event
-    loops, and the loop its descriptor was last registered with."""
-
-    completions: _native.Completions | None = None
-    loop: Callable[[], object] | None = None
+# Per thread: the native queue where finished calls wait for that thread's event loops
+# (`completions`), and a weak reference to the loop its descriptor was last registered
+# with (`loop`). Created on first use, so importing the package stays cheap.
+_per_thread: Any = None
 
 
-_waker = _LoopWaker()
+def _thread_state() -> Any:
+    global _per_thread
+    if _per_thread is None:
+        import threading
+
+        _per_thread = threading.local()
+    return _per_thread
 
 
-def _forget_waker_after_fork() -> None:
-    # The child must not share the parent's wake-up socket.
-    _waker.completions = None
-    _waker.loop = None
+def _forget_after_fork() -> None:
+    # A child must not share its parent's wake-up socket.
+    global _per_thread
+    _per_thread = None
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_waker_after_fork)
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _completions(loop: asyncio.AbstractEventLoop) -> _native.Completions:
     """This thread's completion queue, watched by `loop`."""
-    completions = _waker.completions
+    state = _per_thread or _thread_state()
+    completions: _native.Completions | None = getattr(state, "completions", None)
     if completions is None:
-        completions = _waker.completions = _native.Completions()
-    last = _waker.loop
+        completions = state.completions = _native.Completions()
+    last: Callable[[], object] | None = getattr(state, "loop", None)
     if last is None or last() is not loop:
         # A loop keeps the registration until it is closed; registering again with a
         # loop that already has it only replaces the callback.
@@ -297,9 +301,9 @@ def _completions(loop: asyncio.AbstractEventLoop) -> _native.Completions:
         except NotImplementedError:
             completions.wake_with(loop)
         try:
-            _waker.loop = weakref.ref(loop)
+            state.loop = weakref.ref(loop)
         except TypeError:
-            _waker.loop = lambda: loop
+            state.loop = lambda: loop
     return completions
 
 
@@ -816,7 +820,7 @@ class TextStream:
         if not batch:
             self.close()
             raise StopAsyncIteration
-        self._buffer.extend(TextChunk._from_native(c) for c in batch)
+        self._buffer.extend(batch)
         return self._buffer.popleft()
 
     @property

@@ -340,7 +340,7 @@ class TextStream:
         if not batch:
             self.close()
             raise StopIteration
-        self._buffer.extend(TextChunk._from_native(c) for c in batch)
+        self._buffer.extend(batch)
         return self._buffer.popleft()
 
     @property

@@ -256,9 +256,8 @@ class TextChunk(_RawBody):
         self.usage = usage
         self._init_raw(raw)
 
-    @classmethod
-    def _from_native(cls, t: tuple[str, str | None, Any, bytes]) -> TextChunk:
-        return cls(t[0], t[1], t[3], _usage(t[2]))
+    # Streams build their chunks natively, setting these slots and ``_body``/``_raw``
+    # without calling ``__init__`` (one chunk per token makes the constructor matter).
 
     def __repr__(self) -> str:
         return (

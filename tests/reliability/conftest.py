@@ -11,7 +11,7 @@ import inferencekey.sync as iks
 from _support import CHAT_MODEL
 from inferencekey.local import LocalPlatform
 
-from .harness import CHAT, Api, new_key
+from .harness import CHAT, Api, new_key, wait_connections_at_most
 
 
 def _with_chat(p: LocalPlatform, slug: str = CHAT) -> None:
@@ -19,6 +19,8 @@ def _with_chat(p: LocalPlatform, slug: str = CHAT) -> None:
     with mgmt:
         mgmt.ensure(iks.WorkloadSpec(name=slug, slug=slug, backend="vllm", model=CHAT_MODEL))
         mgmt.wait_until_ready(slug, timeout=30, silent=True)
+    # The test starts with no connection open.
+    assert wait_connections_at_most(p, 0) == 0
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +31,18 @@ def faulty() -> Iterator[LocalPlatform]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
+def fresh() -> Iterator[LocalPlatform]:
+    """Like ``faulty``, but for this test alone: the connections it holds open are
+    this test's, which connection counts need."""
+    with LocalPlatform(readiness="instant", _enable_faults=True) as p:
+        _with_chat(p)
+        yield p
+
+
+@pytest.fixture
 def slow() -> Iterator[LocalPlatform]:
-    """Like ``faulty``, but chat streams send four tokens a second, so a stream can be
+    """Like ``fresh``, but chat streams send four tokens a second, so a stream can be
     caught (and left) mid-flight."""
     with LocalPlatform(readiness="instant", token_rate=4.0, _enable_faults=True) as p:
         _with_chat(p)

@@ -1,9 +1,15 @@
 """Connections: a stream that is left before its end, closed or not, gives its
-connection back to the server (closed; a half-read response cannot be reused)."""
+connection back to the server (closed; a half-read response cannot be reused).
+
+Each test has a platform of its own (``slow``), so the server's count of open
+connections is exactly this test's."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import threading
+import time
 from typing import Any
 
 from inferencekey.local import LocalPlatform
@@ -18,7 +24,6 @@ async def test_breaking_out_of_a_stream_closes_its_connection(
 ) -> None:
     """``break`` out of a loop over a stream (no ``with``, no ``close()``), read
     mid-answer: the connection is closed, and the client stays usable."""
-    before = open_connections(slow)
     ep = api.endpoint(slow)
     got = 0
     if api.is_async:
@@ -32,26 +37,27 @@ async def test_breaking_out_of_a_stream_closes_its_connection(
             if got == 2:
                 break
     assert got == 2
-    assert wait_connections_at_most(slow, before) <= before
+    assert wait_connections_at_most(slow, 0) == 0
     assert (await api.call(ep.generate_text, prompt="hi", max_tokens=2)).text
 
 
 async def test_closed_stream_closes_its_connection(api: Api, slow: LocalPlatform) -> None:
     """``close()`` and leaving ``with`` mid-answer close the connection."""
-    before = open_connections(slow)
     ep = api.endpoint(slow)
     stream = await api.open_stream(ep, **LONG)
     await api.next_chunk(stream)
-    assert open_connections(slow) >= before + 1
+    assert open_connections(slow) == 1
     stream.close()
-    assert wait_connections_at_most(slow, before) <= before
+    assert wait_connections_at_most(slow, 0) == 0
     if api.is_async:
         async with ep.generate_text_stream(**LONG) as s:
             await s.__anext__()
+            assert open_connections(slow) == 1
     else:
         with ep.generate_text_stream(**LONG) as s:
             next(s)
-    assert wait_connections_at_most(slow, before) <= before
+            assert open_connections(slow) == 1
+    assert wait_connections_at_most(slow, 0) == 0
 
 
 async def test_thirty_abandoned_streams_are_closed_server_side(
@@ -59,16 +65,54 @@ async def test_thirty_abandoned_streams_are_closed_server_side(
 ) -> None:
     """Thirty streams, each read for one chunk and then dropped without ``close()``:
     the server ends up holding none of their connections."""
-    before = open_connections(slow)
     ep = api.endpoint(slow)
     streams: list[Any] = []
     for _ in range(30):
         stream = await api.open_stream(ep, **LONG)
         await api.next_chunk(stream)
         streams.append(stream)
-    assert open_connections(slow) >= 30
+    assert open_connections(slow) == 30
     del stream
     streams.clear()
     gc.collect()
-    left = wait_connections_at_most(slow, before, timeout=10)
-    assert left <= before, f"{left} connections still open (was {before} before the streams)"
+    left = wait_connections_at_most(slow, 0, timeout=10)
+    assert left == 0, f"{left} of the 30 connections still open"
+
+
+async def test_closing_a_stream_interrupts_a_read_in_progress(
+    api: Api, fresh: LocalPlatform
+) -> None:
+    """``close()`` from another task or thread ("stop generating") ends a read that is
+    waiting on a silent server at once: the reader sees the end of the stream, not a
+    timeout a minute later, and the connection is closed."""
+    ep = api.endpoint(fresh, "stall", None, stream_idle_timeout=60.0)
+    stream = await api.open_stream(ep, prompt="hi")
+    outcome: list[str] = []
+
+    if api.is_async:
+
+        async def read() -> None:
+            outcome.extend([c.text async for c in stream])
+            outcome.append("ended")
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.3)
+        closed_at = time.monotonic()
+        await stream.aclose()
+        await asyncio.wait_for(reader, 10)
+    else:
+
+        def read_sync() -> None:
+            outcome.extend(c.text for c in stream)
+            outcome.append("ended")
+
+        thread = threading.Thread(target=read_sync)
+        thread.start()
+        await asyncio.sleep(0.3)
+        closed_at = time.monotonic()
+        stream.close()
+        thread.join(10)
+        assert not thread.is_alive()
+    assert outcome == ["ended"]
+    assert time.monotonic() - closed_at < 5
+    assert wait_connections_at_most(fresh, 0) == 0

@@ -33,7 +33,8 @@ def assert_faults_inert(base_url: str, project: str, sdk_token: str) -> None:
         assert mgmt.delete("no-such-workload") is False, "the GET list was answered normally"
     for route in ("/_faults/hits/k", "/_faults/connections"):
         with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(base_url + route, timeout=10)
+            urllib.request.urlopen(base_url + route, timeout=10).close()
+        info.value.close()
         assert info.value.code == 404
 
 
@@ -68,33 +69,33 @@ def test_inferencekey_local_cannot_enable_faults() -> None:
     assert "--enable-faults" not in helped.stdout
     assert "x-ik-fault" not in helped.stdout
 
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "inferencekey", "local", "--readiness", "instant", "--json"],
         env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-    )
-    lines: queue.Queue[str] = queue.Queue()
+    ) as proc:
+        lines: queue.Queue[str] = queue.Queue()
 
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put(line)
 
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        env = json.loads(lines.get(timeout=30))
-        assert_faults_inert(
-            env["INFERENCEKEY_BASE_URL"],
-            env["INFERENCEKEY_PROJECT"],
-            env["INFERENCEKEY_SDK_TOKEN"],
-        )
-    finally:
-        proc.send_signal(signal.SIGTERM)
+        threading.Thread(target=pump, daemon=True).start()
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            env = json.loads(lines.get(timeout=30))
+            assert_faults_inert(
+                env["INFERENCEKEY_BASE_URL"],
+                env["INFERENCEKEY_PROJECT"],
+                env["INFERENCEKEY_SDK_TOKEN"],
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

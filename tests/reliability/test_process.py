@@ -57,39 +57,39 @@ def test_ctrl_c_interrupts_a_blocked_call(faulty: LocalPlatform, what: str) -> N
     server: a plain call, a stream read and ``wait_until_ready`` of the blocking
     client (which waits with the GIL released, handling signals every 50 ms), and
     ``asyncio.run`` around an async call."""
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", SIGINT_CHILD, what],
         env=platform_env(faulty),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-    )
-    lines: queue.Queue[str] = queue.Queue()
+    ) as proc:
+        lines: queue.Queue[str] = queue.Queue()
 
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.strip())
-        lines.put("<eof>")
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put(line.strip())
+            lines.put("<eof>")
 
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        assert lines.get(timeout=30) == "blocking"
-        time.sleep(0.5)  # the child is now blocked in the call
-        os.kill(proc.pid, signal.SIGINT)
-        sent = time.monotonic()
-        line = lines.get(timeout=10)
-        reaction = time.monotonic() - sent
-        assert line == "interrupted"
-        assert reaction < 2.0, f"KeyboardInterrupt after {reaction:.2f} s"
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.stderr is not None
-    assert "Traceback" not in proc.stderr.read()
+        threading.Thread(target=pump, daemon=True).start()
+        try:
+            assert lines.get(timeout=30) == "blocking"
+            time.sleep(0.5)  # the child is now blocked in the call
+            os.kill(proc.pid, signal.SIGINT)
+            sent = time.monotonic()
+            line = lines.get(timeout=10)
+            reaction = time.monotonic() - sent
+            assert line == "interrupted"
+            assert reaction < 2.0, f"KeyboardInterrupt after {reaction:.2f} s"
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read()
 
 
 FORK_CHILD = textwrap.dedent(

@@ -61,8 +61,8 @@ pub use control::{
     ReadinessFollower, WorkloadSpec,
 };
 pub use data::{
-    DataClient, DataClientBuilder, EmbedResult, Endpoint, RerankItem, RerankResult, TextChunk,
-    TextRequest, TextResult, TextStream,
+    DataClient, DataClientBuilder, EmbedResult, Endpoint, RerankItem, RerankResult, StreamCloser,
+    TextChunk, TextRequest, TextResult, TextStream,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use wire::{Phase, ReadinessEvent};
@@ -77,6 +77,7 @@ const _: () = {
     const fn send_static<T: Send + 'static>() {}
     const fn shared<T: Send + Sync + 'static>() {}
     send_static::<TextStream>();
+    shared::<StreamCloser>();
     send_static::<ReadinessFollower>();
     shared::<ManagementClient>();
     shared::<DataClient>();

@@ -223,6 +223,36 @@ async fn close_and_drop_release_the_connection() {
     );
 }
 
+/// Regression: closing a stream while another task waited on a read left that read
+/// (and the connection) hanging until the idle timeout.
+#[tokio::test]
+async fn a_closer_interrupts_a_waiting_read_from_another_task() {
+    let steps = vec![sse_head(), bytes(&chunk_event("a")), Step::Hold];
+    let (server, mut s) = open(steps, options()).await;
+    assert!(s.next().await.unwrap().is_ok());
+    let closer = s.closer();
+    let reader = tokio::spawn(async move {
+        let started = Instant::now();
+        let next = s.next().await.map(|r| r.map(|c| c.text));
+        (next, started.elapsed(), s.next().await.is_none())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    closer.close();
+    let (next, waited, then_none) = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("the waiting read returns")
+        .unwrap();
+    assert!(next.is_none(), "{next:?}");
+    assert!(then_none);
+    assert!(waited < Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.released() < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.released(), 1, "the closer must drop the connection");
+    closer.close();
+}
+
 #[tokio::test]
 async fn opening_is_retried_but_errors_surface_at_open() {
     let server = serve(|i, _| match i {

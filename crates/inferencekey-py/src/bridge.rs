@@ -107,12 +107,19 @@ impl Operation {
             id,
             sent: false,
         };
-        let handle = runtime::spawn(async move {
+        let spawned = runtime::spawn(async move {
             let mut delivery = delivery;
             let out = work.await;
             delivery.send(out);
-        })
-        .map_err(|e| no_runtime(py, &e))?;
+        });
+        let handle = match spawned {
+            Ok(h) => h,
+            Err(e) => {
+                // The error goes to the caller; the future is nobody's concern any more.
+                drop(lock(&owner.pending).remove(&id));
+                return Err(no_runtime(py, &e));
+            }
+        };
         *lock(&self.started) = Some(Started {
             task: handle.abort_handle(),
             completions: completions.unbind(),

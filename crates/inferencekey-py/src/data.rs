@@ -6,7 +6,9 @@ use inferencekey_core::wire::{ChatMessage, redact_token};
 use inferencekey_core::{self as core, Error, TextChunk, TextRequest};
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::intern;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyType};
 
 use crate::bridge::{Finish, Operation};
 use crate::client::{self, ForkSafe};
@@ -210,14 +212,27 @@ fn text_result(r: core::TextResult) -> Finish {
     })
 }
 
+static TEXT_CHUNK: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static USAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// An `inferencekey.types.TextChunk`, its slots set directly: a stream makes one per
+/// token, and skipping the Python-level constructor more than halves what each costs.
 fn chunk_to_py(py: Python<'_>, c: &TextChunk) -> PyResult<Py<PyAny>> {
-    (
-        c.text.as_str(),
-        c.finish_reason.as_deref(),
-        usage_to_py(py, c.usage.as_ref())?,
-        PyBytes::new(py, &c.raw),
-    )
-        .into_py_any(py)
+    let class = TEXT_CHUNK.import(py, "inferencekey.types", "TextChunk")?;
+    let chunk = class.call_method1(intern!(py, "__new__"), (class,))?;
+    let usage = match &c.usage {
+        None => py.None(),
+        Some(u) => USAGE
+            .import(py, "inferencekey.types", "Usage")?
+            .call1((u.prompt_tokens, u.completion_tokens, u.total_tokens))?
+            .unbind(),
+    };
+    chunk.setattr(intern!(py, "text"), c.text.as_str())?;
+    chunk.setattr(intern!(py, "finish_reason"), c.finish_reason.as_deref())?;
+    chunk.setattr(intern!(py, "usage"), usage)?;
+    chunk.setattr(intern!(py, "_body"), PyBytes::new(py, &c.raw))?;
+    chunk.setattr(intern!(py, "_raw"), py.None())?;
+    Ok(chunk.unbind())
 }
 
 fn embed_result(r: core::EmbedResult) -> Finish {
@@ -314,6 +329,7 @@ impl Endpoint {
             let stream = endpoint?.generate_text_stream(req?).await?;
             Ok(Box::new(move |py: Python<'_>| {
                 TextStream {
+                    closer: stream.closer(),
                     inner: Mutex::new(Some(Arc::new(tokio::sync::Mutex::new(stream)))),
                 }
                 .into_py_any(py)
@@ -350,6 +366,8 @@ type SharedStream = Arc<tokio::sync::Mutex<core::TextStream>>;
 #[pyclass(frozen, module = "inferencekey._native")]
 pub(crate) struct TextStream {
     inner: Mutex<Option<SharedStream>>,
+    /// Closes the stream even while a read holds it (from another task or thread).
+    closer: core::StreamCloser,
 }
 
 /// Most chunks handed over at once: bounds the latency of a batch on a fast stream.
@@ -358,7 +376,7 @@ const MAX_BATCH: usize = 256;
 #[pymethods]
 impl TextStream {
     /// Waits for at least one chunk and returns every chunk already received as
-    /// `(text, finish_reason, usage, raw)` tuples; an empty list once the stream ended.
+    /// `TextChunk` objects; an empty list once the stream ended.
     fn next_batch(&self) -> Operation {
         let stream = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Operation::new(async move {
@@ -378,8 +396,10 @@ impl TextStream {
         })
     }
 
-    /// Closes the connection; idempotent.
+    /// Closes the connection, interrupting a read in flight (it returns no chunk);
+    /// idempotent.
     fn close(&self) {
+        self.closer.close();
         let taken = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(stream) = taken {
             if let Ok(mut s) = stream.try_lock() {

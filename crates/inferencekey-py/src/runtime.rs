@@ -1,33 +1,67 @@
-//! The one tokio runtime of the process, rebuilt in a forked child.
+//! The one tokio runtime of the process: a current-thread scheduler driven by one
+//! dedicated thread, `inferencekey-io`, rebuilt in a forked child.
 //!
-//! A runtime inherited through `fork` has no worker threads left in the child: anything
-//! spawned on it would wait forever. The runtime is therefore tagged with the process id
-//! that built it, and a child that finds a foreign id builds its own. The parent's
-//! runtime is leaked on purpose: dropping it would try to join threads that do not exist
-//! in this process.
+//! One thread does all the network work of the process. Calls cross to it from Python
+//! threads and back, and nothing else: no work stealing between workers, no lock
+//! shared by several of them, and a single reactor. On the machines this SDK targets the
+//! HTTP work of a call is small next to the Python work around it, so one thread keeps
+//! up with many Python threads.
+//!
+//! The thread stays awake for a short while after a call makes progress
+//! ([`BUSY_SPIN`] while calls are in flight, [`IDLE_SPIN`] once none are), polling the
+//! reactor without blocking and yielding the CPU between polls. Waking a parked thread
+//! costs tens of microseconds on a virtual machine whose idle CPUs halt, and a call
+//! crosses threads several times; a thread that is already running picks up the next
+//! request or the server's response at once. After the window it parks as usual, so an
+//! idle process costs nothing.
+//!
+//! A runtime inherited through `fork` has no thread left in the child: anything spawned
+//! on it would wait forever. The runtime is therefore tagged with the process id that
+//! built it, and a child that finds a foreign id builds its own. The parent's runtime is
+//! leaked on purpose: it belongs to a thread that does not exist in the child.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::runtime::{Builder, Handle};
 use tokio::task::JoinHandle;
+
+/// How long the I/O thread keeps polling after progress while calls are in flight:
+/// longer than a fast server takes to answer.
+const BUSY_SPIN: Duration = Duration::from_micros(200);
+/// How long it keeps polling once no call is in flight: long enough for a Python loop
+/// to start its next call, short enough not to matter while it does other work.
+const IDLE_SPIN: Duration = Duration::from_micros(60);
 
 struct Owned {
     pid: u32,
     handle: Handle,
-    _runtime: Option<Arc<Runtime>>,
+    activity: Arc<Activity>,
 }
 
 static RUNTIME: Mutex<Option<Owned>> = Mutex::new(None);
 
-/// Bumped whenever a call makes progress, so the I/O thread knows it is busy.
-static ACTIVITY: AtomicU64 = AtomicU64::new(0);
-static UNPARKED: AtomicBool = AtomicBool::new(false);
-static PARKED: Mutex<Option<Waker>> = Mutex::new(None);
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A lock poisoned by a panic elsewhere still guards consistent data here.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the I/O thread watches to decide whether to stay awake.
+#[derive(Default)]
+struct Activity {
+    /// Calls spawned and not yet finished.
+    in_flight: AtomicUsize,
+    /// Bumped whenever a call is polled or finishes.
+    progress: AtomicU64,
+    /// Set when the thread returns from a real park (an I/O event or a new task).
+    unparked: AtomicBool,
+    /// The driving future, while it is not polling.
+    parked: Mutex<Option<Waker>>,
+}
 
 /// Spawns a call on the runtime of this process.
 pub(crate) fn spawn<F>(future: F) -> std::io::Result<JoinHandle<F::Output>>
@@ -35,101 +69,110 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    Ok(handle()?.spawn(Tracked { inner: future }))
+    let (handle, activity) = current()?;
+    activity.in_flight.fetch_add(1, Ordering::Relaxed);
+    Ok(handle.spawn(Tracked {
+        inner: future,
+        activity: CallDone(activity),
+    }))
+}
+
+fn current() -> std::io::Result<(Handle, Arc<Activity>)> {
+    let pid = std::process::id();
+    let mut slot = lock(&RUNTIME);
+    if let Some(owned) = slot.as_ref() {
+        if owned.pid == pid {
+            return Ok((owned.handle.clone(), owned.activity.clone()));
+        }
+    }
+    let activity = Arc::new(Activity::default());
+    let on_unpark = activity.clone();
+    let runtime = Builder::new_current_thread()
+        .enable_all()
+        .on_thread_unpark(move || {
+            on_unpark.unparked.store(true, Ordering::Relaxed);
+            if let Some(waker) = lock(&on_unpark.parked).take() {
+                waker.wake();
+            }
+        })
+        .build()?;
+    let handle = runtime.handle().clone();
+    let drive = Drive {
+        activity: activity.clone(),
+        seen: 0,
+        last: Instant::now(),
+    };
+    std::thread::Builder::new()
+        .name("inferencekey-io".into())
+        .spawn(move || runtime.block_on(drive))?;
+    if let Some(stale) = slot.replace(Owned {
+        pid,
+        handle: handle.clone(),
+        activity: activity.clone(),
+    }) {
+        std::mem::forget(stale);
+    }
+    Ok((handle, activity))
 }
 
 pin_project_lite::pin_project! {
+    /// A spawned call, counted in flight until it is dropped (finished or aborted).
     struct Tracked<F> {
         #[pin]
         inner: F,
+        activity: CallDone,
     }
 }
 
 impl<F: Future> Future for Tracked<F> {
     type Output = F::Output;
+
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        ACTIVITY.fetch_add(1, Ordering::Relaxed);
-        self.project().inner.poll(cx)
+        let this = self.project();
+        this.activity.0.progress.fetch_add(1, Ordering::Relaxed);
+        this.inner.poll(cx)
     }
 }
 
-fn handle() -> std::io::Result<Handle> {
-    let pid = std::process::id();
-    // A lock poisoned by a panic elsewhere still guards a consistent Option.
-    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(owned) = slot.as_ref() {
-        if owned.pid == pid {
-            return Ok(owned.handle.clone());
-        }
+struct CallDone(Arc<Activity>);
+
+impl Drop for CallDone {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.progress.fetch_add(1, Ordering::Relaxed);
     }
-    let mode = std::env::var("IK_RT").unwrap_or_else(|_| "mt2".into());
-    let (handle, runtime) = if let Some(n) = mode.strip_prefix("mt") {
-        let rt = Arc::new(
-            Builder::new_multi_thread()
-                .worker_threads(n.parse().unwrap_or(2))
-                .thread_name("inferencekey-io")
-                .enable_all()
-                .build()?,
-        );
-        (rt.handle().clone(), Some(rt))
-    } else {
-        let spin: u64 = mode
-            .strip_prefix("ct")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let rt = Builder::new_current_thread()
-            .enable_all()
-            .on_thread_unpark(|| {
-                UNPARKED.store(true, Ordering::Relaxed);
-                if let Some(w) = PARKED.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    w.wake();
-                }
-            })
-            .build()?;
-        let handle = rt.handle().clone();
-        std::thread::Builder::new()
-            .name("inferencekey-io".into())
-            .spawn(move || {
-                rt.block_on(Hot {
-                    window: Duration::from_micros(spin),
-                    seen: 0,
-                    last: Instant::now(),
-                })
-            })?;
-        (handle, None)
-    };
-    if let Some(stale) = slot.replace(Owned {
-        pid,
-        handle: handle.clone(),
-        _runtime: runtime,
-    }) {
-        std::mem::forget(stale);
-    }
-    Ok(handle)
 }
 
-struct Hot {
-    window: Duration,
+/// The future the I/O thread blocks on: it never finishes; while progress is recent it
+/// asks to be polled again at once, which makes the scheduler poll the reactor without
+/// blocking, and otherwise it waits for the next real wake-up of the thread.
+struct Drive {
+    activity: Arc<Activity>,
     seen: u64,
     last: Instant,
 }
 
-impl Future for Hot {
+impl Future for Drive {
     type Output = ();
+
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let now = Instant::now();
-        let activity = ACTIVITY.load(Ordering::Relaxed);
-        if activity != self.seen || UNPARKED.swap(false, Ordering::Relaxed) {
-            self.seen = activity;
+        let progress = self.activity.progress.load(Ordering::Relaxed);
+        if progress != self.seen || self.activity.unparked.swap(false, Ordering::Relaxed) {
+            self.seen = progress;
             self.last = now;
         }
-        if now.duration_since(self.last) < self.window {
-            if std::env::var_os("IK_YIELD").is_some() {
-                std::thread::yield_now();
-            }
+        let window = if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+            BUSY_SPIN
+        } else {
+            IDLE_SPIN
+        };
+        if now.duration_since(self.last) < window {
+            // Let a thread this CPU was about to run (the server, the event loop) go first.
+            std::thread::yield_now();
             cx.waker().wake_by_ref();
         } else {
-            *PARKED.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+            *lock(&self.activity.parked) = Some(cx.waker().clone());
         }
         Poll::Pending
     }

@@ -19,7 +19,7 @@ use crate::wire::{
     Usage, codes, redact_token,
 };
 
-pub use stream::TextStream;
+pub use stream::{StreamCloser, TextStream};
 
 struct Inner {
     transport: Transport,

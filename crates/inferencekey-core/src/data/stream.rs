@@ -4,11 +4,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::FusedStream;
+use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 
@@ -35,7 +38,8 @@ type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 /// - no content event for [`stream_idle_timeout`](crate::ClientOptions::stream_idle_timeout)
 ///   is a timeout error; keepalive comments and partial events do not count as content;
 /// - after an error or `[DONE]`, the stream yields `None`;
-/// - [`close`](Self::close) or dropping the stream closes the connection.
+/// - [`close`](Self::close) or dropping the stream closes the connection, and so does
+///   a [`StreamCloser`] from another task or thread, even while a read is waiting.
 pub struct TextStream {
     body: Option<ByteStream>,
     decoder: SseDecoder,
@@ -49,6 +53,40 @@ pub struct TextStream {
     chunks: usize,
     chars: usize,
     workload: String,
+    closer: StreamCloser,
+}
+
+/// Closes a [`TextStream`] from anywhere: the connection is dropped at once, a read
+/// waiting on it returns `None`, and so does every later one. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct StreamCloser {
+    signal: Arc<CloseSignal>,
+}
+
+#[derive(Default)]
+struct CloseSignal {
+    closed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl StreamCloser {
+    /// Asks the stream to close; idempotent.
+    pub fn close(&self) {
+        self.signal.closed.store(true, Ordering::SeqCst);
+        self.signal.waker.wake();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.signal.closed.load(Ordering::SeqCst)
+    }
+}
+
+impl fmt::Debug for StreamCloser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamCloser")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
 }
 
 impl fmt::Debug for TextStream {
@@ -77,7 +115,14 @@ impl TextStream {
             chunks: 0,
             chars: 0,
             workload,
+            closer: StreamCloser::default(),
         }
+    }
+
+    /// A handle that closes this stream from another task or thread, interrupting a
+    /// read that is waiting for data (it then returns `None`).
+    pub fn closer(&self) -> StreamCloser {
+        self.closer.clone()
     }
 
     /// The next chunk; `None` once `[DONE]` was seen.
@@ -180,6 +225,10 @@ impl Stream for TextStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        this.closer.signal.waker.register(cx.waker());
+        if this.closer.is_closed() {
+            this.close();
+        }
         loop {
             if let Some(item) = this.queue.pop_front() {
                 return Poll::Ready(Some(item));
