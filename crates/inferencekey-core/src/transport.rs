@@ -1,6 +1,7 @@
 //! HTTP transport: one pooled reqwest client per SDK client, the auth header, retries
 //! (PROTOCOL.md §2.3), timeouts and error mapping (§2.1, §2.2).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -154,6 +155,7 @@ impl Transport {
             .connect_timeout(options.connect_timeout)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
+            .tls_backend_preconfigured(tls_config()?)
             .build()
             .map_err(|e| {
                 Error::configuration(format!("cannot build the HTTP client: {}", chain(&e)))
@@ -484,6 +486,48 @@ fn install_crypto_provider() {
         // Losing the race to another thread installing a provider is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
+}
+
+/// The environment variables that change which certificate authorities are trusted.
+const CERT_ENV: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
+/// The TLS configuration every client uses: rustls with the process's crypto provider
+/// (ring unless the host chose one), the platform's verifier and ALPN for HTTP/2 and
+/// HTTP/1.1.
+///
+/// Loading the system's certificate authorities reads hundreds of files, several
+/// milliseconds per client, so the configuration is built once and shared. It is
+/// rebuilt when `SSL_CERT_FILE` or `SSL_CERT_DIR` change, so a client built after the
+/// environment changed trusts what the environment now says.
+fn tls_config() -> Result<rustls::ClientConfig> {
+    type Cached = (Vec<Option<std::ffi::OsString>>, rustls::ClientConfig);
+    static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
+
+    let key: Vec<_> = CERT_ENV.iter().map(std::env::var_os).collect();
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((cached_key, config)) = cache.as_ref()
+        && *cached_key == key
+    {
+        return Ok(config.clone());
+    }
+    let cannot =
+        |e: &dyn std::fmt::Display| Error::configuration(format!("cannot set up TLS: {e}"));
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let verifier =
+        rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| cannot(&e))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| cannot(&e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    *cache = Some((key, config.clone()));
+    Ok(config)
 }
 
 /// A malformed success body: what was wrong, as an API error.
