@@ -29,7 +29,11 @@ import canned
 SEQUENTIAL_CALLS = 1_000
 SEQUENTIAL_WARMUP = 50
 CONCURRENCY = 64
-CONCURRENT_CALLS = 3_000
+# Throughput is measured over a fixed time rather than a fixed number of calls: the fast
+# clients finish thousands of calls in a fraction of a second, where one hiccup of a
+# shared machine would decide the result.
+CONCURRENT_SECONDS = 1.5
+CONCURRENT_WARMUP = CONCURRENCY * 2
 PARALLEL_STREAMS = 50
 EMBED_CALLS = 20
 EMBED_WARMUP = 2
@@ -464,19 +468,24 @@ async def run_async(client: AsyncClient, measurement: str) -> dict[str, float]:
 
     if measurement == "concurrent":
 
-        async def calls(total: int) -> None:
-            counter = itertools.count()
+        async def calls(more: Callable[[], bool]) -> int:
+            finished = 0
 
             async def worker() -> None:
-                while next(counter) < total:
+                nonlocal finished
+                while more():
                     check_text(await client.chat())
+                    finished += 1
 
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+            return finished
 
-        await calls(CONCURRENCY * 2)
+        warmup = itertools.count()
+        await calls(lambda: next(warmup) < CONCURRENT_WARMUP)
         meter = _Meter()
-        await calls(CONCURRENT_CALLS)
-        return meter.throughput(CONCURRENT_CALLS)
+        deadline = time.perf_counter() + CONCURRENT_SECONDS
+        finished = await calls(lambda: time.perf_counter() < deadline)
+        return meter.throughput(finished)
 
     if measurement == "stream-long":
         check_stream(
@@ -574,10 +583,18 @@ def run_sync(client: SyncClient, measurement: str) -> dict[str, float]:
         return _latency_result(samples)
 
     if measurement == "concurrent":
-        _threaded_calls(client, CONCURRENCY * 2)
+        warmup = itertools.count()
+        warmup_lock = threading.Lock()
+
+        def warming() -> bool:
+            with warmup_lock:
+                return next(warmup) < CONCURRENT_WARMUP
+
+        _threaded_calls(client, warming)
         meter = _Meter()
-        _threaded_calls(client, CONCURRENT_CALLS)
-        return meter.throughput(CONCURRENT_CALLS)
+        deadline = time.perf_counter() + CONCURRENT_SECONDS
+        finished = _threaded_calls(client, lambda: time.perf_counter() < deadline)
+        return meter.throughput(finished)
 
     if measurement == "stream-long":
         check_stream(canned.STREAM_SHORT_WORKLOAD, *client.stream(canned.STREAM_SHORT_WORKLOAD))
@@ -639,29 +656,27 @@ def run_sync(client: SyncClient, measurement: str) -> dict[str, float]:
     raise SystemExit(f"measurement {measurement!r} does not apply")
 
 
-def _threaded_calls(client: SyncClient, total: int) -> None:
-    counter = itertools.count()
-    lock = threading.Lock()
+def _threaded_calls(client: SyncClient, more: Callable[[], bool]) -> int:
+    """Calls from CONCURRENCY threads while `more()` holds; returns how many finished."""
+    finished = [0] * CONCURRENCY
     errors: list[BaseException] = []
 
-    def worker() -> None:
+    def worker(slot: int) -> None:
         try:
-            while True:
-                with lock:
-                    n = next(counter)
-                if n >= total:
-                    return
+            while more():
                 check_text(client.chat())
+                finished[slot] += 1
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(CONCURRENCY)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(CONCURRENCY)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
+    return sum(finished)
 
 
 def main(argv: list[str]) -> int:

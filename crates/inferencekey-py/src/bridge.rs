@@ -12,8 +12,9 @@
 //!   calls keeps finding more of them without being woken again. `cancel()` aborts the
 //!   spawned task, which drops the future and with it any open connection; or
 //! - calls `wait()`: the future is spawned and the calling thread waits for it with the
-//!   GIL released, in short slices between which pending signals are handled. A
-//!   `KeyboardInterrupt` (or any exception raised by a signal handler) aborts the task.
+//!   GIL released (polling briefly first, then asleep), in short slices between which
+//!   pending signals are handled. A `KeyboardInterrupt` (or any exception raised by a
+//!   signal handler) aborts the task.
 //!
 //! Nothing runs before `start` or `wait`, so an operation that is never awaited never
 //! sends a request.
@@ -21,25 +22,27 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use inferencekey_core::Error;
 use pyo3::intern;
 use pyo3::prelude::*;
-use tokio::task::AbortHandle;
 
 use crate::{errors, exit, runtime};
 
 /// Turns the Rust output of a finished future into a Python object, with the GIL held.
 pub(crate) type Finish = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
-type Work = Pin<Box<dyn Future<Output = Result<Finish, Error>> + Send>>;
 type Output = Result<Finish, Error>;
+/// Builds the call's future, on the runtime's thread.
+type Work = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Output> + Send>> + Send>;
 
 /// How often a blocking wait wakes up to let Python handle signals.
 const SIGNAL_SLICE: Duration = Duration::from_millis(50);
+/// How long a blocking wait polls for its result before it sleeps.
+const WAIT_SPIN: Duration = Duration::from_micros(100);
 
 /// A lock whose holder panicked still guards consistent data here.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -55,18 +58,35 @@ pub(crate) struct Operation {
 
 /// What `cancel` needs to undo a `start`.
 struct Started {
-    task: AbortHandle,
+    task: runtime::Spawned,
     completions: Py<Completions>,
     id: u64,
 }
 
 impl Operation {
+    /// A call whose future is built here.
     pub(crate) fn new<F>(future: F) -> Self
     where
         F: Future<Output = Output> + Send + 'static,
     {
+        Self::deferred(move || future)
+    }
+
+    /// A call whose future `make` builds on the runtime's thread, where it lives.
+    ///
+    /// The future of a network call takes kilobytes, while `make` holds only the
+    /// arguments: allocating the future here would put it on the heap of the calling
+    /// thread, and glibc gives every thread that allocates a heap of its own (up to eight
+    /// per core), so sixty-four threads making blocking calls would each keep one
+    /// populated with futures.
+    pub(crate) fn deferred<M, F>(make: M) -> Self
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future<Output = Output> + Send + 'static,
+    {
+        let work: Work = Box::new(move || Box::pin(make()));
         Operation {
-            work: Mutex::new(Some(Box::pin(future))),
+            work: Mutex::new(Some(work)),
             started: Mutex::new(None),
         }
     }
@@ -109,11 +129,11 @@ impl Operation {
         };
         let spawned = runtime::spawn(async move {
             let mut delivery = delivery;
-            let out = work.await;
+            let out = work().await;
             delivery.send(out);
         });
-        let handle = match spawned {
-            Ok(h) => h,
+        let task = match spawned {
+            Ok(task) => task,
             Err(e) => {
                 // The error goes to the caller; the future is nobody's concern any more.
                 drop(lock(&owner.pending).remove(&id));
@@ -121,7 +141,7 @@ impl Operation {
             }
         };
         *lock(&self.started) = Some(Started {
-            task: handle.abort_handle(),
+            task,
             completions: completions.unbind(),
             id,
         });
@@ -142,16 +162,23 @@ impl Operation {
     /// signals every few tens of milliseconds.
     fn wait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let work = self.take(py)?;
-        let (tx, rx) = mpsc::sync_channel(1);
-        let handle = runtime::spawn(async move {
-            let _ = tx.send(work.await);
+        let (tx, mut rx) = mpsc::sync_channel(1);
+        let task = runtime::spawn(async move {
+            let _ = tx.send(work().await);
         })
         .map_err(|e| no_runtime(py, &e))?;
-        let task = handle.abort_handle();
-        let mut rx = rx;
+        let mut first = true;
         loop {
             // The receiver is moved in and out because it is not `Sync`.
-            let (got, back) = py.detach(move || (rx.recv_timeout(SIGNAL_SLICE), rx));
+            let (got, back) = py.detach(move || {
+                if first {
+                    if let Some(out) = poll_briefly(&rx) {
+                        return (Ok(out), rx);
+                    }
+                }
+                (rx.recv_timeout(SIGNAL_SLICE), rx)
+            });
+            first = false;
             rx = back;
             match got {
                 Ok(out) => return finish(py, out),
@@ -170,6 +197,30 @@ impl Operation {
             }
         }
     }
+}
+
+/// Set while a blocking wait polls for its result.
+static POLLING: AtomicBool = AtomicBool::new(false);
+
+/// Polls for the result of a blocking call for up to [`WAIT_SPIN`] before the caller goes
+/// to sleep; a fast call then finishes without the thread being woken, which costs tens
+/// of microseconds on a virtual machine whose idle CPUs halt (see `runtime`). Only one
+/// waiting thread polls at a time, so many threads waiting together cost no more.
+fn poll_briefly<T>(rx: &mpsc::Receiver<T>) -> Option<T> {
+    if POLLING.swap(true, Ordering::Acquire) {
+        return None;
+    }
+    let deadline = Instant::now() + WAIT_SPIN;
+    let got = loop {
+        match rx.try_recv() {
+            Ok(out) => break Some(out),
+            Err(mpsc::TryRecvError::Disconnected) => break None,
+            Err(mpsc::TryRecvError::Empty) if Instant::now() >= deadline => break None,
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    };
+    POLLING.store(false, Ordering::Release);
+    got
 }
 
 /// Hands the output of a spawned call to its [`Completions`]; if the task is dropped
@@ -255,9 +306,7 @@ pub(crate) struct Completions {
 
 impl Completions {
     fn track(&self, future: Py<PyAny>) -> u64 {
-        let id = self
-            .next_id
-            .fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.pending).insert(id, future);
         id
     }
@@ -331,6 +380,12 @@ impl Completions {
     #[getter]
     fn pending(&self) -> usize {
         lock(&self.pending).len()
+    }
+
+    /// Whether finished calls wait for `drain`.
+    #[getter]
+    fn ready(&self) -> bool {
+        !lock(&self.queue.done).is_empty()
     }
 }
 

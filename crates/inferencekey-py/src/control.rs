@@ -198,7 +198,7 @@ impl ManagementClient {
         let spec = workload_spec(spec)?;
         let mode = self::on_drift(on_drift).map_err(|e| errors::to_py(py, &e))?;
         let client = self.core(py)?;
-        Ok(Operation::new(async move {
+        Ok(Operation::deferred(move || async move {
             let reference = client.ensure(&spec, mode, project.as_deref()).await?;
             Ok(endpoint_ref(reference))
         }))
@@ -212,7 +212,7 @@ impl ManagementClient {
         project: Option<String>,
     ) -> PyResult<Operation> {
         let client = self.core(py)?;
-        Ok(Operation::new(async move {
+        Ok(Operation::deferred(move || async move {
             let existed = client.delete(&workload_slug, project.as_deref()).await?;
             Ok(Box::new(move |py: Python<'_>| existed.into_py_any(py)) as Finish)
         }))
@@ -264,7 +264,7 @@ impl ReadinessFollower {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| errors::api(py, "the readiness stream is closed"))?;
-        Ok(Operation::new(async move {
+        Ok(Operation::deferred(move || async move {
             let mut follower = follower.lock().await;
             match tokio::time::timeout(slice, follower.next()).await {
                 Err(_) => Ok(Box::new(|py: Python<'_>| Ok(py.None())) as Finish),

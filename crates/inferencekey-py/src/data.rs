@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use inferencekey_core::wire::{ChatMessage, redact_token};
 use inferencekey_core::{self as core, Error, TextChunk, TextRequest};
 use pyo3::IntoPyObjectExt;
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyType};
 
@@ -306,7 +306,7 @@ impl Endpoint {
     ) -> PyResult<Operation> {
         let req = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
         let endpoint = self.core();
-        Ok(Operation::new(async move {
+        Ok(Operation::deferred(move || async move {
             let r = endpoint?.generate_text(req?).await?;
             Ok(text_result(r))
         }))
@@ -325,7 +325,7 @@ impl Endpoint {
     ) -> PyResult<Operation> {
         let req = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
         let endpoint = self.core();
-        Ok(Operation::new(async move {
+        Ok(Operation::deferred(move || async move {
             let stream = endpoint?.generate_text_stream(req?).await?;
             Ok(Box::new(move |py: Python<'_>| {
                 TextStream {
@@ -339,13 +339,13 @@ impl Endpoint {
 
     fn embed(&self, inputs: Vec<String>) -> Operation {
         let endpoint = self.core();
-        Operation::new(async move { Ok(embed_result(endpoint?.embed(inputs).await?)) })
+        Operation::deferred(move || async move { Ok(embed_result(endpoint?.embed(inputs).await?)) })
     }
 
     #[pyo3(signature = (query, documents, top_n=None))]
     fn rerank(&self, query: String, documents: Vec<String>, top_n: Option<u32>) -> Operation {
         let endpoint = self.core();
-        Operation::new(async move {
+        Operation::deferred(move || async move {
             Ok(rerank_result(
                 endpoint?.rerank(&query, documents, top_n).await?,
             ))
@@ -379,7 +379,7 @@ impl TextStream {
     /// `TextChunk` objects; an empty list once the stream ended.
     fn next_batch(&self) -> Operation {
         let stream = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Operation::new(async move {
+        Operation::deferred(move || async move {
             let Some(stream) = stream else {
                 return Ok(
                     Box::new(|py: Python<'_>| Ok(PyList::empty(py).into_any().unbind())) as Finish,

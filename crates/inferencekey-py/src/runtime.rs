@@ -3,9 +3,9 @@
 //!
 //! One thread does all the network work of the process. Calls cross to it from Python
 //! threads and back, and nothing else: no work stealing between workers, no lock
-//! shared by several of them, and a single reactor. On the machines this SDK targets the
-//! HTTP work of a call is small next to the Python work around it, so one thread keeps
-//! up with many Python threads.
+//! shared by several of them, and a single reactor. One thread serves tens of thousands
+//! of calls a second, more than the Python side of a process makes; a pool of workers
+//! measured slower, spending its gain on handing tasks between workers.
 //!
 //! The thread stays awake for a short while after a call makes progress
 //! ([`BUSY_SPIN`] while calls are in flight, [`IDLE_SPIN`] once none are), polling the
@@ -14,6 +14,11 @@
 //! crosses threads several times; a thread that is already running picks up the next
 //! request or the server's response at once. After the window it parks as usual, so an
 //! idle process costs nothing.
+//!
+//! Calls are handed over through a queue the thread drains whenever it polls: while it
+//! is awake, starting a call costs the caller no system call (tokio would write to the
+//! reactor's wake-up descriptor for every task spawned from outside). Only a thread
+//! that has gone to sleep is woken.
 //!
 //! A runtime inherited through `fork` has no thread left in the child: anything spawned
 //! on it would wait forever. The runtime is therefore tagged with the process id that
@@ -27,8 +32,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tokio::runtime::{Builder, Handle};
-use tokio::task::JoinHandle;
+use futures_util::future::{AbortHandle, abortable};
+use tokio::runtime::Builder;
 
 /// How long the I/O thread keeps polling after progress while calls are in flight:
 /// longer than a fast server takes to answer.
@@ -39,9 +44,10 @@ const IDLE_SPIN: Duration = Duration::from_micros(60);
 
 struct Owned {
     pid: u32,
-    handle: Handle,
     activity: Arc<Activity>,
 }
+
+type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 static RUNTIME: Mutex<Option<Owned>> = Mutex::new(None);
 
@@ -61,28 +67,53 @@ struct Activity {
     unparked: AtomicBool,
     /// The driving future, while it is not polling.
     parked: Mutex<Option<Waker>>,
+    /// Calls handed over and not yet spawned on the thread.
+    submitted: Mutex<Vec<Call>>,
+    /// Cleared by the thread before it may go to sleep; see [`Drive::poll`].
+    awake: AtomicBool,
 }
 
-/// Spawns a call on the runtime of this process.
-pub(crate) fn spawn<F>(future: F) -> std::io::Result<JoinHandle<F::Output>>
+/// A call handed to the runtime.
+pub(crate) struct Spawned(AbortHandle);
+
+impl Spawned {
+    /// Drops the call where it stands (closing its connection); a no-op once it finished.
+    pub(crate) fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+/// Hands a call to the runtime of this process.
+pub(crate) fn spawn<F>(future: F) -> std::io::Result<Spawned>
 where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
 {
-    let (handle, activity) = current()?;
+    let activity = current()?;
+    let (future, abort) = abortable(future);
     activity.in_flight.fetch_add(1, Ordering::Relaxed);
-    Ok(handle.spawn(Tracked {
+    let call = Tracked {
         inner: future,
-        activity: CallDone(activity),
-    }))
+        activity: CallDone(activity.clone()),
+    };
+    lock(&activity.submitted).push(Box::pin(async move {
+        let _ = call.await;
+    }));
+    // Pairs with the store and the check in `Drive::poll`: either the thread sees this
+    // call before it sleeps, or this sees that it may be asleep and wakes it.
+    if !activity.awake.load(Ordering::SeqCst) {
+        if let Some(waker) = lock(&activity.parked).take() {
+            waker.wake();
+        }
+    }
+    Ok(Spawned(abort))
 }
 
-fn current() -> std::io::Result<(Handle, Arc<Activity>)> {
+fn current() -> std::io::Result<Arc<Activity>> {
     let pid = std::process::id();
     let mut slot = lock(&RUNTIME);
     if let Some(owned) = slot.as_ref() {
         if owned.pid == pid {
-            return Ok((owned.handle.clone(), owned.activity.clone()));
+            return Ok(owned.activity.clone());
         }
     }
     let activity = Arc::new(Activity::default());
@@ -96,7 +127,6 @@ fn current() -> std::io::Result<(Handle, Arc<Activity>)> {
             }
         })
         .build()?;
-    let handle = runtime.handle().clone();
     let drive = Drive {
         activity: activity.clone(),
         seen: 0,
@@ -107,12 +137,11 @@ fn current() -> std::io::Result<(Handle, Arc<Activity>)> {
         .spawn(move || runtime.block_on(drive))?;
     if let Some(stale) = slot.replace(Owned {
         pid,
-        handle: handle.clone(),
         activity: activity.clone(),
     }) {
         std::mem::forget(stale);
     }
-    Ok((handle, activity))
+    Ok(activity)
 }
 
 pin_project_lite::pin_project! {
@@ -143,22 +172,41 @@ impl Drop for CallDone {
     }
 }
 
-/// The future the I/O thread blocks on: it never finishes; while progress is recent it
-/// asks to be polled again at once, which makes the scheduler poll the reactor without
-/// blocking, and otherwise it waits for the next real wake-up of the thread.
+/// The future the I/O thread blocks on: it never finishes. Each poll spawns the calls
+/// handed over since the last one; while progress is recent it asks to be polled again
+/// at once, which makes the scheduler poll the reactor without blocking, and otherwise it
+/// waits for the next real wake-up of the thread (an I/O event, a timer, a new call).
 struct Drive {
     activity: Arc<Activity>,
     seen: u64,
     last: Instant,
 }
 
+impl Drive {
+    /// Spawns the submitted calls on this thread; whether there were any.
+    fn spawn_submitted(&self) -> bool {
+        let calls = std::mem::take(&mut *lock(&self.activity.submitted));
+        let any = !calls.is_empty();
+        for call in calls {
+            // On the runtime's own thread: queued locally, no wake-up needed.
+            drop(tokio::spawn(call));
+        }
+        any
+    }
+}
+
 impl Future for Drive {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.activity.awake.store(true, Ordering::SeqCst);
+        let submitted = self.spawn_submitted();
         let now = Instant::now();
         let progress = self.activity.progress.load(Ordering::Relaxed);
-        if progress != self.seen || self.activity.unparked.swap(false, Ordering::Relaxed) {
+        if submitted
+            || progress != self.seen
+            || self.activity.unparked.swap(false, Ordering::Relaxed)
+        {
             self.seen = progress;
             self.last = now;
         }
@@ -171,8 +219,14 @@ impl Future for Drive {
             // Let a thread this CPU was about to run (the server, the event loop) go first.
             std::thread::yield_now();
             cx.waker().wake_by_ref();
-        } else {
-            *lock(&self.activity.parked) = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        *lock(&self.activity.parked) = Some(cx.waker().clone());
+        // Pairs with `spawn`: a call submitted before this store is seen just below;
+        // one submitted after it finds the thread possibly asleep and wakes it.
+        self.activity.awake.store(false, Ordering::SeqCst);
+        if !lock(&self.activity.submitted).is_empty() {
+            cx.waker().wake_by_ref();
         }
         Poll::Pending
     }

@@ -7,6 +7,7 @@ use serde::de::{
 };
 use serde_json::Value;
 
+use super::embeddings_scan::scan_embeddings;
 use super::{EmbedResult, RerankItem, RerankResult, TextChunk, TextResult};
 use crate::error::{Error, Result};
 use crate::transport::{malformed, scrub_secrets};
@@ -107,14 +108,32 @@ impl EmbedResult {
     /// and the count, the index set and the dimension are checked.
     ///
     /// The floats are decoded straight into one row-major buffer, so a large response
-    /// is never held as one allocation per vector.
+    /// is never held as one allocation per vector. A body of the usual shape is read by
+    /// [`scan_embeddings`] in one pass; anything else goes through serde, which gives
+    /// the same result or a precise error.
     pub fn from_response(raw: Bytes, expected: usize) -> Result<EmbedResult> {
-        let mut flat = Flat::default();
-        let mut de = serde_json::Deserializer::from_slice(&raw);
-        let (model, usage) = BodySeed(&mut flat)
-            .deserialize(&mut de)
-            .and_then(|v| de.end().map(|()| v))
-            .map_err(|e| malformed(format!("the embeddings response could not be decoded: {e}")))?;
+        let (flat, model, usage) = match scan_embeddings(&raw, expected) {
+            Some(scanned) => (
+                Flat {
+                    values: scanned.values,
+                    dim: scanned.dim,
+                    order: Some(scanned.order),
+                },
+                scanned.model,
+                scanned.usage,
+            ),
+            None => {
+                let mut flat = Flat::default();
+                let mut de = serde_json::Deserializer::from_slice(&raw);
+                let (model, usage) = BodySeed(&mut flat)
+                    .deserialize(&mut de)
+                    .and_then(|v| de.end().map(|()| v))
+                    .map_err(|e| {
+                        malformed(format!("the embeddings response could not be decoded: {e}"))
+                    })?;
+                (flat, model, usage)
+            }
+        };
         let Some(order) = flat.order else {
             return Err(malformed("the embeddings response has no `data`"));
         };
@@ -287,101 +306,31 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
 }
 
 /// One vector, appended to the shared buffer.
-///
-/// serde_json validates the array while capturing its text; [`parse_row`] then reads the
-/// numbers from that text, several times faster than one serde call per element. Anything
-/// in the array that is not a number is malformed.
 struct RowSeed<'a>(&'a mut Vec<f32>);
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        let raw = <&'de serde_json::value::RawValue>::deserialize(d)?;
-        parse_row(raw.get(), self.0).map_err(D::Error::custom)
+        d.deserialize_seq(self)
     }
 }
 
-/// Exact powers of ten as `f64`.
-const POW10: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-];
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = ();
 
-/// Appends the numbers of the JSON array `text` (already known to be valid JSON).
-///
-/// The common spelling of an embedding value, `-0.0123456789` (at most 15 digits, no
-/// exponent), is read in one pass: its digits form an integer that `f64` holds exactly,
-/// divided by an exact power of ten, so the quotient is the correctly rounded `f64` of the
-/// decimal (the fast path of Clinger's algorithm), as serde_json computes it. Any other
-/// token goes to the standard library's parser.
-fn parse_row(text: &str, out: &mut Vec<f32>) -> std::result::Result<(), String> {
-    const NOT_NUMBERS: &str = "an embedding is not a list of numbers";
-    let bytes = text.as_bytes();
-    let at = |i: usize| bytes.get(i).copied().unwrap_or(b']');
-    let skip = |mut i: usize| {
-        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
-            i += 1;
-        }
-        i
-    };
-    let mut i = skip(0);
-    if bytes.get(i) != Some(&b'[') {
-        return Err(NOT_NUMBERS.to_owned());
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of numbers")
     }
-    i = skip(i + 1);
-    if at(i) == b']' {
-        return Ok(());
-    }
-    // A number takes at least two bytes with its separator.
-    out.reserve(bytes.len() / 8);
-    loop {
-        let start = i;
-        let negative = at(i) == b'-';
-        i += usize::from(negative);
-        let mut mantissa: u64 = 0;
-        let int_start = i;
-        while at(i).is_ascii_digit() {
-            mantissa = mantissa
-                .wrapping_mul(10)
-                .wrapping_add(u64::from(at(i) - b'0'));
-            i += 1;
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        if let Some(n) = seq.size_hint() {
+            self.0.reserve(n);
         }
-        let mut digits = i - int_start;
-        let mut scale = 0;
-        if at(i) == b'.' {
-            i += 1;
-            let fraction_start = i;
-            while at(i).is_ascii_digit() {
-                mantissa = mantissa
-                    .wrapping_mul(10)
-                    .wrapping_add(u64::from(at(i) - b'0'));
-                i += 1;
-            }
-            scale = i - fraction_start;
-            digits += scale;
+        while let Some(v) = seq.next_element::<f32>()? {
+            self.0.push(v);
         }
-        let separator = matches!(at(i), b',' | b']') || at(i).is_ascii_whitespace();
-        let value = if separator && digits > 0 && digits <= 15 && i - start > usize::from(negative)
-        {
-            let v = mantissa as f64 / POW10[scale];
-            (if negative { -v } else { v }) as f32
-        } else {
-            while !matches!(at(i), b',' | b']') && !at(i).is_ascii_whitespace() {
-                i += 1;
-            }
-            // Valid JSON that is not a number (`null`, `"1"`, `[1]`, …) does not parse:
-            // the standard parser's extra spellings (`inf`, `nan`, `+1`) are not JSON.
-            text[start..i]
-                .parse::<f32>()
-                .map_err(|_| NOT_NUMBERS.to_owned())?
-        };
-        out.push(value);
-        i = skip(i);
-        match bytes.get(i) {
-            Some(b',') => i = skip(i + 1),
-            Some(b']') => return Ok(()),
-            _ => return Err(NOT_NUMBERS.to_owned()),
-        }
+        Ok(())
     }
 }
 
@@ -421,6 +370,7 @@ impl RerankResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Usage;
 
     #[test]
     fn null_content_is_empty_text() {
@@ -497,25 +447,36 @@ mod tests {
         assert_eq!(r.usage.unwrap().total_tokens, 2);
     }
 
+    /// Values, order, model and usage.
+    type Decoded = (Vec<f32>, Vec<usize>, String, Option<Usage>);
+
+    /// The serde decoder alone: what `from_response` falls back to.
+    fn serde_decode(body: &[u8]) -> Option<Decoded> {
+        let mut flat = Flat::default();
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let (model, usage) = BodySeed(&mut flat).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some((flat.values, flat.order?, model, usage))
+    }
+
+    fn scan_decode(body: &[u8]) -> Option<Decoded> {
+        let s = scan_embeddings(body, 1)?;
+        Some((s.values, s.order, s.model, s.usage))
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
     #[test]
     fn embedding_numbers_in_every_json_spelling() {
         let body = br#"{"data":[{"index":0,"embedding":[ -0.0123456789 ,3,-0,1E2,2.5e-5,
-            0.30000001192092896,-7.006e+3,16777217 ]}]}"#;
+            0.30000001192092896,-7.006e+3,16777217, 123456789012345, 0.0 ]}]}"#;
         let r = EmbedResult::from_response(Bytes::from_static(body), 1).unwrap();
-        let expected: Vec<f32> = [
-            "-0.0123456789",
-            "3",
-            "-0",
-            "1E2",
-            "2.5e-5",
-            "0.30000001192092896",
-            "-7.006e+3",
-            "16777217",
-        ]
-        .iter()
-        .map(|t| t.parse().unwrap())
-        .collect();
-        assert_eq!(r.values, expected);
+        let fast = scan_decode(body).expect("the usual shape is scanned");
+        let slow = serde_decode(body).unwrap();
+        assert!(same_bits(&fast.0, &slow.0), "{:?} {:?}", fast.0, slow.0);
+        assert!(same_bits(&r.values, &slow.0));
         assert!(r.values[2].is_sign_negative());
         let empty = br#"{"data":[{"index":0,"embedding":[ ]}]}"#;
         assert!(EmbedResult::from_response(Bytes::from_static(empty), 1).is_err());
@@ -529,7 +490,22 @@ mod tests {
             br#"{"data":[{"index":0,"embedding":[NaN]}]}"#,
             br#"{"data":[{"index":0,"embedding":[+1]}]}"#,
             br#"{"data":[{"index":0,"embedding":[01]}]}"#,
+            br#"{"data":[{"index":0,"embedding":[1.]}]}"#,
+            br#"{"data":[{"index":0,"embedding":[.5]}]}"#,
+            br#"{"data":[{"index":0,"embedding":[1e]}]}"#,
+            br#"{"data":[{"index":0,"embedding":[1-2]}]}"#,
+            br#"{"data":[{"index":0,"embedding":[1]}]"#,
+            br#"{"data":[{"index":0,"embedding":[1]}]}}"#,
+            br#"{"data":[{"index":-1,"embedding":[1]}]}"#,
+            br#"{"data":[{"index":0.0,"embedding":[1]}]}"#,
+            br#"{"data":[{"index":0,"embedding":[1]}],"usage":{"total_tokens":-1}}"#,
+            br#"{"data":[{"index":0,"embedding":[1]}],"model":7}"#,
         ] {
+            assert!(
+                scan_decode(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
             let e = EmbedResult::from_response(Bytes::from_static(bad), 1).unwrap_err();
             assert_eq!(
                 e.code(),
@@ -537,6 +513,104 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    #[test]
+    fn unusual_bodies_go_through_serde_with_the_same_result() {
+        for body in [
+            // An escaped string, an unknown key, a duplicate, a non-string `object`.
+            &br#"{"model":"a\u0062","data":[{"index":0,"embedding":[1.5]}]}"#[..],
+            br#"{"data":[{"index":0,"embedding":[1.5],"extra":{"x":[1,2]}}],"id":"x"}"#,
+            br#"{"data":[{"index":0,"index":0,"embedding":[1.5]}]}"#,
+            br#"{"object":null,"data":[{"index":0,"embedding":[1.5]}]}"#,
+            br#"{"data":[{"index":0,"embedding":[1.5]}],"usage":{"total_tokens":2,"x":"y"}}"#,
+        ] {
+            assert!(
+                scan_decode(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            let r = EmbedResult::from_response(Bytes::copy_from_slice(body), 1).unwrap();
+            assert_eq!(r.values, vec![1.5]);
+        }
+        let body = br#"{"model":"a\u0062","data":[{"index":0,"embedding":[1.5]}]}"#;
+        let r = EmbedResult::from_response(Bytes::from_static(body), 1).unwrap();
+        assert_eq!(r.model, "ab");
+    }
+
+    proptest::proptest! {
+        /// Whatever the spelling, order and spacing, the one-pass reader gives exactly
+        /// what serde gives (same bits), or leaves the body to serde.
+        #[test]
+        fn scanning_agrees_with_serde(
+            rows in proptest::collection::vec(
+                proptest::collection::vec(
+                    (
+                        -1.0f64..1.0,
+                        0u8..6,
+                        -8i32..6,
+                        0usize..16,
+                    ),
+                    1..6,
+                ),
+                1..4,
+            ),
+            model in "[a-zA-Z0-9/._-]{0,12}",
+            usage in proptest::option::of((0u64..1000, 0u64..1000)),
+            spaced in proptest::bool::ANY,
+            reversed in proptest::bool::ANY,
+        ) {
+            let dim = rows[0].len();
+            let sp = if spaced { " \n " } else { "" };
+            let mut items = Vec::new();
+            for (i, row) in rows.iter().enumerate() {
+                let mut numbers = Vec::new();
+                for j in 0..dim {
+                    let (raw, style, scale, decimals) = row[j % row.len()];
+                    let v = raw * 10f64.powi(scale);
+                    numbers.push(match style {
+                        0 => format!("{v}"),
+                        1 => format!("{v:e}"),
+                        2 => serde_json::to_string(&v).unwrap(),
+                        3 => format!("{}", v as i64),
+                        _ => format!("{v:.decimals$}"),
+                    });
+                }
+                let vector = format!("[{sp}{}{sp}]", numbers.join(&format!(",{sp}")));
+                let mut members = [
+                    format!("\"object\"{sp}:{sp}\"embedding\""),
+                    format!("\"index\":{sp}{i}"),
+                    format!("\"embedding\":{vector}"),
+                ];
+                if reversed {
+                    members.reverse();
+                }
+                items.push(format!("{{{}}}", members.join(",")));
+            }
+            let mut members = vec![
+                format!("\"data\":{sp}[{}]", items.join(&format!("{sp},"))),
+                format!("\"model\":\"{model}\""),
+                "\"object\":\"list\"".to_owned(),
+            ];
+            if let Some((p, t)) = usage {
+                members.push(format!("\"usage\":{{\"prompt_tokens\":{p},\"total_tokens\":{t}}}"));
+            }
+            if reversed {
+                members.reverse();
+            }
+            let body = format!("{sp}{{{}}}{sp}", members.join(","));
+            let slow = serde_decode(body.as_bytes());
+            let fast = scan_decode(body.as_bytes());
+            // These bodies have the usual shape: only a number serde refuses (a value
+            // beyond f64) makes either refuse it.
+            proptest::prop_assert_eq!(fast.is_some(), slow.is_some(), "{}", body);
+            if let (Some(fast), Some(slow)) = (fast, slow) {
+                proptest::prop_assert!(same_bits(&fast.0, &slow.0), "{body}");
+                proptest::prop_assert_eq!(&fast.1, &slow.1);
+                proptest::prop_assert_eq!(&fast.2, &slow.2);
+                proptest::prop_assert_eq!(fast.3, slow.3);
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Data plane: chat (plain and streamed), embeddings, rerank.
 
 mod decode;
+mod embeddings_scan;
 mod stream;
 
 use std::fmt;
