@@ -27,21 +27,6 @@ impl ManagementClient {
     }
 }
 
-fn on_drift(value: &str) -> Result<OnDrift, Error> {
-    Ok(match value {
-        "reconcile" => OnDrift::Reconcile,
-        "fail" => OnDrift::Fail,
-        "dry_run" => OnDrift::DryRun,
-        "warn" => OnDrift::Warn,
-        "ignore" => OnDrift::Ignore,
-        other => {
-            return Err(Error::validation(format!(
-                "on_drift must be one of reconcile, fail, dry_run, warn, ignore; got {other:?}"
-            )));
-        }
-    })
-}
-
 fn string_field(spec: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<String>> {
     match spec.get_item(key)? {
         Some(v) if !v.is_none() => Ok(Some(v.extract()?)),
@@ -196,7 +181,7 @@ impl ManagementClient {
         project: Option<String>,
     ) -> PyResult<Operation> {
         let spec = workload_spec(spec)?;
-        let mode = self::on_drift(on_drift).map_err(|e| errors::to_py(py, &e))?;
+        let mode: OnDrift = on_drift.parse().map_err(|e| errors::to_py(py, &e))?;
         let client = self.core(py)?;
         Ok(Operation::deferred(move || async move {
             let reference = client.ensure(&spec, mode, project.as_deref()).await?;
