@@ -29,9 +29,9 @@ lint-rust:
 	cargo clippy --workspace --all-targets --release -- -D warnings
 
 lint-python: build-dev
-	$(VENV)/bin/ruff check python tests examples benches
-	$(VENV)/bin/ruff format --check python tests examples benches
-	$(VENV)/bin/mypy --strict python tests examples
+	$(VENV)/bin/ruff check python tests examples benches scripts
+	$(VENV)/bin/ruff format --check python tests examples benches scripts
+	$(VENV)/bin/mypy --strict python tests examples scripts/hot-symbols
 	$(PY) -m mypy.stubtest inferencekey._native
 
 test-rust:
