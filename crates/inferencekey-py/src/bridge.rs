@@ -11,10 +11,11 @@
 //!   this path, so they never wait for the event loop, and a loop that is busy finishing
 //!   calls keeps finding more of them without being woken again. `cancel()` aborts the
 //!   spawned task, which drops the future and with it any open connection; or
-//! - calls `wait()`: the future is spawned and the calling thread waits for it with the
-//!   GIL released (polling briefly first, then asleep), in short slices between which
-//!   pending signals are handled. A `KeyboardInterrupt` (or any exception raised by a
-//!   signal handler) aborts the task.
+//! - calls `wait()`: the call is handed to the runtime's thread and the calling thread
+//!   waits for it with the GIL released (polling briefly first, then parked), in short
+//!   slices between which pending signals are handled. A `KeyboardInterrupt` (or any
+//!   exception raised by a signal handler) aborts the task. Whatever the calling thread
+//!   allocated for the call is freed by the calling thread (see [`Blocking`]).
 //!
 //! Nothing runs before `start` or `wait`, so an operation that is never awaited never
 //! sends a request.
@@ -23,7 +24,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,10 @@ use crate::{errors, exit, runtime};
 /// Turns the Rust output of a finished future into a Python object, with the GIL held.
 pub(crate) type Finish = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 type Output = Result<Finish, Error>;
-/// Builds the call's future, on the runtime's thread.
-type Work = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Output> + Send>> + Send>;
+type Call = Pin<Box<dyn Future<Output = Output> + Send>>;
+/// Builds the call's future, on the runtime's thread; only the first call returns one.
+/// It is `FnMut` so that the emptied box can go back to the thread that allocated it.
+type Work = Box<dyn FnMut() -> Option<Call> + Send>;
 
 /// How often a blocking wait wakes up to let Python handle signals.
 const SIGNAL_SLICE: Duration = Duration::from_millis(50);
@@ -84,7 +86,8 @@ impl Operation {
         M: FnOnce() -> F + Send + 'static,
         F: Future<Output = Output> + Send + 'static,
     {
-        let work: Work = Box::new(move || Box::pin(make()));
+        let mut make = Some(make);
+        let work: Work = Box::new(move || make.take().map(|m| Box::pin(m()) as Call));
         Operation {
             work: Mutex::new(Some(work)),
             started: Mutex::new(None),
@@ -119,7 +122,7 @@ impl Operation {
         completions: Bound<'_, Completions>,
         future: Py<PyAny>,
     ) -> PyResult<()> {
-        let work = self.take(py)?;
+        let mut work = self.take(py)?;
         let owner = completions.get();
         let id = owner.track(future);
         let delivery = Delivery {
@@ -129,7 +132,7 @@ impl Operation {
         };
         let spawned = runtime::spawn(async move {
             let mut delivery = delivery;
-            let out = work().await;
+            let out = run(&mut work).await;
             delivery.send(out);
         });
         let task = match spawned {
@@ -162,40 +165,158 @@ impl Operation {
     /// signals every few tens of milliseconds.
     fn wait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let work = self.take(py)?;
-        let (tx, mut rx) = mpsc::sync_channel(1);
-        let task = runtime::spawn(async move {
-            let _ = tx.send(work().await);
-        })
-        .map_err(|e| no_runtime(py, &e))?;
+        let handoff = Arc::new(Handoff::default());
+        let job = Blocking {
+            work: Some(work),
+            handoff: Some(handoff.clone()),
+            caller: std::thread::current(),
+        };
+        runtime::submit(job).map_err(|e| no_runtime(py, &e))?;
         let mut first = true;
         loop {
-            // The receiver is moved in and out because it is not `Sync`.
-            let (got, back) = py.detach(move || {
-                if first {
-                    if let Some(out) = poll_briefly(&rx) {
-                        return (Ok(out), rx);
-                    }
-                }
-                (rx.recv_timeout(SIGNAL_SLICE), rx)
-            });
+            let ready = py.detach(|| handoff.wait(first));
             first = false;
-            rx = back;
-            match got {
-                Ok(out) => return finish(py, out),
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Err(interrupt) = py.check_signals() {
-                        task.abort();
-                        return Err(interrupt);
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(errors::api(
-                        py,
-                        "the call was dropped before it finished (runtime shutting down)",
-                    ));
-                }
+            if ready {
+                let taken = handoff.take();
+                // Freed here, where it was allocated, with the emptied work in it.
+                drop(handoff);
+                return match taken {
+                    Some((out, _spent)) => finish(py, out),
+                    None => Err(errors::api(py, "the call finished without a result")),
+                };
+            }
+            if let Err(interrupt) = py.check_signals() {
+                handoff.cancel();
+                return Err(interrupt);
             }
         }
+    }
+}
+
+async fn run(work: &mut Work) -> Output {
+    match work() {
+        Some(call) => call.await,
+        None => Err(Error::api("this operation was already started")),
+    }
+}
+
+/// What a blocking call and the runtime's thread share: the output, whether it is
+/// there, and the means to abort the task.
+#[derive(Default)]
+pub(crate) struct Handoff {
+    out: Mutex<Option<(Output, Option<Work>)>>,
+    done: AtomicBool,
+    task: Mutex<Option<tokio::task::AbortHandle>>,
+    cancelled: AtomicBool,
+}
+
+impl Handoff {
+    /// Records the spawned task; aborts it at once when the caller gave up already.
+    pub(crate) fn set_task(&self, task: tokio::task::AbortHandle) {
+        *lock(&self.task) = Some(task);
+        if self.cancelled.load(Ordering::SeqCst) {
+            self.abort();
+        }
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.abort();
+    }
+
+    fn abort(&self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+    }
+
+    /// Whether the call finished within one signal slice; polls briefly first when
+    /// `spin` is set (see [`poll_briefly`]). Runs on the calling thread, which the
+    /// runtime's thread unparks when it delivers.
+    fn wait(&self, spin: bool) -> bool {
+        let finished = || self.done.load(Ordering::Acquire);
+        if finished() || (spin && poll_briefly(finished)) {
+            return true;
+        }
+        let deadline = Instant::now() + SIGNAL_SLICE;
+        loop {
+            if finished() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+    }
+
+    /// The output of a finished call, once the runtime's thread has let go of the
+    /// handoff (it does so right after saying the call finished), so that the caller
+    /// frees it.
+    fn take(self: &Arc<Self>) -> Option<(Output, Option<Work>)> {
+        let deadline = Instant::now() + RELEASE_SPIN;
+        while Arc::strong_count(self) > 1 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        lock(&self.out).take()
+    }
+}
+
+/// How long a caller waits for the runtime's thread to let go of a finished handoff:
+/// a few instructions, unless that thread was preempted in between. Past it, whichever
+/// thread lets go last frees the handoff, as with any `Arc`.
+const RELEASE_SPIN: Duration = Duration::from_micros(50);
+
+/// A blocking call on its way to, and on, the runtime's thread.
+///
+/// glibc gives every thread that allocates an arena of its own (up to eight per core).
+/// Memory a calling thread allocated and the runtime's thread freed went to the
+/// runtime's thread's cache and was reused there, and the calling thread's arena grew
+/// to replace it: about 120 KiB resident per arena, some 1.7 MiB with sixty-four calling
+/// threads on two cores. So what the calling thread allocates for a call (the work box
+/// and the handoff) is freed by it: the runtime's thread builds the future from the
+/// work (the future lives on its own heap), returns the emptied box through the
+/// handoff, and lets go of the handoff right after marking it done.
+pub(crate) struct Blocking {
+    work: Option<Work>,
+    handoff: Option<Arc<Handoff>>,
+    caller: std::thread::Thread,
+}
+
+impl Blocking {
+    /// The handoff, to record the task in once it is spawned.
+    pub(crate) fn handoff(&self) -> Option<Arc<Handoff>> {
+        self.handoff.clone()
+    }
+
+    /// Runs on the runtime's thread.
+    pub(crate) async fn run(mut self) {
+        let out = match self.work.as_mut() {
+            Some(work) => run(work).await,
+            None => Err(Error::api("this operation was already started")),
+        };
+        self.deliver(out);
+    }
+
+    fn deliver(&mut self, out: Output) {
+        let Some(handoff) = self.handoff.take() else {
+            return;
+        };
+        *lock(&handoff.out) = Some((out, self.work.take()));
+        handoff.done.store(true, Ordering::Release);
+        drop(handoff);
+        self.caller.unpark();
+    }
+}
+
+impl Drop for Blocking {
+    /// A task dropped before it finished (aborted, or the runtime going away) still
+    /// answers, so the caller is not left waiting.
+    fn drop(&mut self) {
+        self.deliver(Err(Error::api(
+            "the call was dropped before it finished (runtime shutting down)",
+        )));
     }
 }
 
@@ -206,18 +327,19 @@ static POLLING: AtomicBool = AtomicBool::new(false);
 /// to sleep; a fast call then finishes without the thread being woken, which costs tens
 /// of microseconds on a virtual machine whose idle CPUs halt (see `runtime`). Only one
 /// waiting thread polls at a time, so many threads waiting together cost no more.
-fn poll_briefly<T>(rx: &mpsc::Receiver<T>) -> Option<T> {
+fn poll_briefly(finished: impl Fn() -> bool) -> bool {
     if POLLING.swap(true, Ordering::Acquire) {
-        return None;
+        return false;
     }
     let deadline = Instant::now() + WAIT_SPIN;
     let got = loop {
-        match rx.try_recv() {
-            Ok(out) => break Some(out),
-            Err(mpsc::TryRecvError::Disconnected) => break None,
-            Err(mpsc::TryRecvError::Empty) if Instant::now() >= deadline => break None,
-            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        if finished() {
+            break true;
         }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        std::thread::yield_now();
     };
     POLLING.store(false, Ordering::Release);
     got

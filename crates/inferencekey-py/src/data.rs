@@ -7,6 +7,7 @@ use inferencekey_core::{self as core, Error, TextChunk, TextRequest};
 use pyo3::IntoPyObjectExt;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyType};
 
@@ -133,9 +134,9 @@ impl DataClient {
         };
         Ok(Endpoint {
             client: slf.clone().unbind(),
-            workload_slug: probe.workload_slug().to_owned(),
+            workload_slug: probe.workload_slug().into(),
             project_slug: probe.project_slug().to_owned(),
-            api_key: api_key.map(|k| k.trim().to_owned()),
+            api_key: api_key.map(|k| k.trim().into()),
             redacted,
         })
     }
@@ -151,31 +152,61 @@ impl DataClient {
 #[pyclass(frozen, module = "inferencekey._native")]
 pub(crate) struct Endpoint {
     client: Py<DataClient>,
-    workload_slug: String,
+    workload_slug: Arc<str>,
     project_slug: String,
-    api_key: Option<String>,
+    api_key: Option<Arc<str>>,
     redacted: String,
 }
 
 type Messages = Vec<(String, Option<String>)>;
 
+/// The arguments of a chat call, turned into a [`TextRequest`] on the runtime's thread:
+/// a prompt is read in place from the Python string, so a blocking call with a prompt
+/// allocates nothing on the calling thread (see `bridge::Blocking`).
+struct TextArgs {
+    prompt: Option<PyBackedStr>,
+    messages: Option<Messages>,
+    temperature: Option<f64>,
+    max_tokens: Option<u32>,
+    extra: serde_json::Map<String, serde_json::Value>,
+    timeout: Option<std::time::Duration>,
+}
+
+impl TextArgs {
+    fn into_request(self) -> TextRequest {
+        TextRequest {
+            prompt: self.prompt.as_deref().map(str::to_owned),
+            messages: self.messages.map(|m| {
+                m.into_iter()
+                    .map(|(role, content)| ChatMessage { role, content })
+                    .collect()
+            }),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            extra: self.extra,
+            timeout: self.timeout,
+        }
+    }
+}
+
 impl Endpoint {
-    /// The core endpoint, built per call so that a forked child gets its own pool.
-    fn core(&self) -> core::Result<core::Endpoint> {
-        self.client
-            .get()
-            .core()?
-            .endpoint(&self.workload_slug, self.api_key.as_deref())
+    /// Builds the core endpoint when called: on the runtime's thread, per call, so that
+    /// a forked child gets its own pool and the calling thread allocates nothing.
+    fn core(&self) -> impl FnOnce() -> core::Result<core::Endpoint> + Send + 'static {
+        let client = self.client.get().core();
+        let slug = self.workload_slug.clone();
+        let key = self.api_key.clone();
+        move || client?.endpoint(&slug, key.as_deref())
     }
 
     fn request(
-        prompt: Option<String>,
+        prompt: Option<PyBackedStr>,
         messages: Option<Messages>,
         temperature: Option<f64>,
         max_tokens: Option<u32>,
         extra: Option<&Bound<'_, PyDict>>,
         timeout: Option<f64>,
-    ) -> PyResult<Result<TextRequest, Error>> {
+    ) -> PyResult<Result<TextArgs, Error>> {
         let extra = match extra {
             Some(d) => dict_to_map(d, "extra")?,
             None => Default::default(),
@@ -184,13 +215,9 @@ impl Endpoint {
             Ok(t) => t,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(TextRequest {
+        Ok(Ok(TextArgs {
             prompt,
-            messages: messages.map(|m| {
-                m.into_iter()
-                    .map(|(role, content)| ChatMessage { role, content })
-                    .collect()
-            }),
+            messages,
             temperature,
             max_tokens,
             extra,
@@ -297,7 +324,7 @@ impl Endpoint {
     #[allow(clippy::too_many_arguments)]
     fn generate_text(
         &self,
-        prompt: Option<String>,
+        prompt: Option<PyBackedStr>,
         messages: Option<Messages>,
         temperature: Option<f64>,
         max_tokens: Option<u32>,
@@ -307,7 +334,7 @@ impl Endpoint {
         let req = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
         let endpoint = self.core();
         Ok(Operation::deferred(move || async move {
-            let r = endpoint?.generate_text(req?).await?;
+            let r = endpoint()?.generate_text(req?.into_request()).await?;
             Ok(text_result(r))
         }))
     }
@@ -316,7 +343,7 @@ impl Endpoint {
     #[allow(clippy::too_many_arguments)]
     fn generate_text_stream(
         &self,
-        prompt: Option<String>,
+        prompt: Option<PyBackedStr>,
         messages: Option<Messages>,
         temperature: Option<f64>,
         max_tokens: Option<u32>,
@@ -326,7 +353,9 @@ impl Endpoint {
         let req = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
         let endpoint = self.core();
         Ok(Operation::deferred(move || async move {
-            let stream = endpoint?.generate_text_stream(req?).await?;
+            let stream = endpoint()?
+                .generate_text_stream(req?.into_request())
+                .await?;
             Ok(Box::new(move |py: Python<'_>| {
                 TextStream {
                     closer: stream.closer(),
@@ -339,7 +368,9 @@ impl Endpoint {
 
     fn embed(&self, inputs: Vec<String>) -> Operation {
         let endpoint = self.core();
-        Operation::deferred(move || async move { Ok(embed_result(endpoint?.embed(inputs).await?)) })
+        Operation::deferred(
+            move || async move { Ok(embed_result(endpoint()?.embed(inputs).await?)) },
+        )
     }
 
     #[pyo3(signature = (query, documents, top_n=None))]
@@ -347,7 +378,7 @@ impl Endpoint {
         let endpoint = self.core();
         Operation::deferred(move || async move {
             Ok(rerank_result(
-                endpoint?.rerank(&query, documents, top_n).await?,
+                endpoint()?.rerank(&query, documents, top_n).await?,
             ))
         })
     }

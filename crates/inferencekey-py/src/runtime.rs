@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::{AbortHandle, abortable};
 use tokio::runtime::Builder;
 
+use crate::bridge::Blocking;
+
 /// How long the I/O thread keeps polling after progress while calls are in flight:
 /// longer than a fast server takes to answer.
 const BUSY_SPIN: Duration = Duration::from_micros(200);
@@ -48,6 +50,13 @@ struct Owned {
 }
 
 type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What is handed to the I/O thread: a future built by the caller, or a blocking call
+/// whose future the I/O thread builds (see [`Blocking`]).
+enum Submission {
+    Call(Call),
+    Blocking(Blocking),
+}
 
 static RUNTIME: Mutex<Option<Owned>> = Mutex::new(None);
 
@@ -67,8 +76,9 @@ struct Activity {
     unparked: AtomicBool,
     /// The driving future, while it is not polling.
     parked: Mutex<Option<Waker>>,
-    /// Calls handed over and not yet spawned on the thread.
-    submitted: Mutex<Vec<Call>>,
+    /// Calls handed over and not yet spawned on the thread. The vector keeps its
+    /// capacity (see [`Drive::spawn_submitted`]), so handing over allocates nothing.
+    submitted: Mutex<Vec<Submission>>,
     /// Cleared by the thread before it may go to sleep; see [`Drive::poll`].
     awake: AtomicBool,
 }
@@ -95,9 +105,26 @@ where
         inner: future,
         activity: CallDone(activity.clone()),
     };
-    lock(&activity.submitted).push(Box::pin(async move {
-        let _ = call.await;
-    }));
+    hand_over(
+        &activity,
+        Submission::Call(Box::pin(async move {
+            let _ = call.await;
+        })),
+    );
+    Ok(Spawned(abort))
+}
+
+/// Hands a blocking call to the runtime of this process; its future is built and
+/// spawned on the I/O thread, and aborted through its handoff.
+pub(crate) fn submit(job: Blocking) -> std::io::Result<()> {
+    let activity = current()?;
+    activity.in_flight.fetch_add(1, Ordering::Relaxed);
+    hand_over(&activity, Submission::Blocking(job));
+    Ok(())
+}
+
+fn hand_over(activity: &Activity, submission: Submission) {
+    lock(&activity.submitted).push(submission);
     // Pairs with the store and the check in `Drive::poll`: either the thread sees this
     // call before it sleeps, or this sees that it may be asleep and wakes it.
     if !activity.awake.load(Ordering::SeqCst) {
@@ -105,7 +132,6 @@ where
             waker.wake();
         }
     }
-    Ok(Spawned(abort))
 }
 
 fn current() -> std::io::Result<Arc<Activity>> {
@@ -131,6 +157,7 @@ fn current() -> std::io::Result<Arc<Activity>> {
         activity: activity.clone(),
         seen: 0,
         last: Instant::now(),
+        spare: Vec::new(),
     };
     std::thread::Builder::new()
         .name("inferencekey-io".into())
@@ -180,17 +207,33 @@ struct Drive {
     activity: Arc<Activity>,
     seen: u64,
     last: Instant,
+    /// Swapped with the submission queue, so both vectors keep their capacity.
+    spare: Vec<Submission>,
 }
 
 impl Drive {
     /// Spawns the submitted calls on this thread; whether there were any.
-    fn spawn_submitted(&self) -> bool {
-        let calls = std::mem::take(&mut *lock(&self.activity.submitted));
-        let any = !calls.is_empty();
-        for call in calls {
+    fn spawn_submitted(&mut self) -> bool {
+        std::mem::swap(&mut *lock(&self.activity.submitted), &mut self.spare);
+        let any = !self.spare.is_empty();
+        let mut spare = std::mem::take(&mut self.spare);
+        for submission in spare.drain(..) {
             // On the runtime's own thread: queued locally, no wake-up needed.
-            drop(tokio::spawn(call));
+            match submission {
+                Submission::Call(call) => drop(tokio::spawn(call)),
+                Submission::Blocking(job) => {
+                    let handoff = job.handoff();
+                    let task = tokio::spawn(Tracked {
+                        inner: job.run(),
+                        activity: CallDone(self.activity.clone()),
+                    });
+                    if let Some(handoff) = handoff {
+                        handoff.set_task(task.abort_handle());
+                    }
+                }
+            }
         }
+        self.spare = spare;
         any
     }
 }
