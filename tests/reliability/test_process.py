@@ -149,6 +149,91 @@ def test_forked_child_can_use_the_parents_clients(platform: LocalPlatform, chat_
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+FORK_BUSY_CHILD = textwrap.dedent(
+    """
+    import asyncio, os, sys, threading, time, warnings
+    import inferencekey
+    import inferencekey.sync as iks
+
+    # Forking a process with threads is what this test is about.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    slug, forks = sys.argv[1], int(sys.argv[2])
+    sync_ep = iks.DataClient.from_env().endpoint(slug)
+    async_ep = inferencekey.DataClient.from_env().endpoint(slug)
+    stop = threading.Event()
+    made = [0, 0]
+
+    def blocking_calls(slot):
+        while not stop.is_set():
+            assert sync_ep.generate_text(prompt=f"busy {slot}").text
+            made[0] += 1
+
+    def async_calls():
+        async def run():
+            while not stop.is_set():
+                texts = await asyncio.gather(
+                    *(async_ep.generate_text(prompt=f"busy {i}") for i in range(8))
+                )
+                assert all(t.text for t in texts)
+                made[1] += 1
+        asyncio.run(run())
+
+    threads = [threading.Thread(target=blocking_calls, args=(n,)) for n in range(3)]
+    threads.append(threading.Thread(target=async_calls))
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+
+    for n in range(forks):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ok = sync_ep.generate_text(prompt="child").text
+                ok = ok and asyncio.run(async_ep.generate_text(prompt="child")).text
+                os._exit(0 if ok else 1)
+            except BaseException as exc:
+                print("child failed:", repr(exc), file=sys.stderr, flush=True)
+                os._exit(2)
+        deadline = time.monotonic() + 20
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                print(f"child {n} hung", flush=True)
+                os._exit(4)
+            time.sleep(0.005)
+        if os.waitstatus_to_exitcode(status) != 0:
+            print(f"child {n} exited with {status}", flush=True)
+            os._exit(5)
+        time.sleep(0.01)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert made[0] > forks and made[1] > 0, made
+    print("ok", flush=True)
+    """
+)
+
+
+def test_forking_while_other_threads_are_mid_call(platform: LocalPlatform, chat_slug: str) -> None:
+    """Forks taken while three threads make blocking calls and a fourth runs an event
+    loop with eight calls in flight: every child's calls (blocking and async) succeed,
+    none hangs on a lock a vanished thread held, and the parent's threads carry on."""
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_BUSY_CHILD, chat_slug, "40"],
+        env=platform_env(platform),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok")
+
+
 POOL_CHILD = textwrap.dedent(
     """
     import asyncio, multiprocessing, sys

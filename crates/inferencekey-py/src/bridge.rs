@@ -94,6 +94,25 @@ impl Operation {
         }
     }
 
+    /// Like [`Operation::deferred`], for arguments converted from Python on the calling
+    /// thread: `make` reads them (copying what the future needs) and they stay with the
+    /// work, which goes back to a thread holding the GIL once the call is done. So
+    /// Python objects among them (strings read in place) are released with the GIL, and
+    /// what the calling thread allocated is freed there.
+    pub(crate) fn deferred_keeping<S, M, F>(state: S, make: M) -> Self
+    where
+        S: Send + 'static,
+        M: FnOnce(&S) -> F + Send + 'static,
+        F: Future<Output = Output> + Send + 'static,
+    {
+        let mut make = Some(make);
+        let work: Work = Box::new(move || make.take().map(|m| Box::pin(m(&state)) as Call));
+        Operation {
+            work: Mutex::new(Some(work)),
+            started: Mutex::new(None),
+        }
+    }
+
     fn take(&self, py: Python<'_>) -> PyResult<Work> {
         lock(&self.work)
             .take()
@@ -133,7 +152,7 @@ impl Operation {
         let spawned = runtime::spawn(async move {
             let mut delivery = delivery;
             let out = run(&mut work).await;
-            delivery.send(out);
+            delivery.send(out, work);
         });
         let task = match spawned {
             Ok(task) => task,
@@ -355,9 +374,10 @@ struct Delivery {
 }
 
 impl Delivery {
-    fn send(&mut self, out: Output) {
+    /// Queues the output, and the spent work with it, to be dropped with the GIL.
+    fn send(&mut self, out: Output, work: Work) {
         self.sent = true;
-        self.queue.push(self.id, out);
+        self.queue.push(self.id, out, Some(work));
     }
 }
 
@@ -367,6 +387,7 @@ impl Drop for Delivery {
             self.queue.push(
                 self.id,
                 Err(Error::api("the call was dropped before it finished")),
+                None,
             );
         }
     }
@@ -374,7 +395,7 @@ impl Drop for Delivery {
 
 /// Finished calls waiting for their event loop, and the means to wake it.
 struct Queue {
-    done: Mutex<Vec<(u64, Output)>>,
+    done: Mutex<Vec<(u64, Output, Option<Work>)>>,
     wake: Wake,
     /// Set while the loop has no reader for `wake` (one without `add_reader`): the loop and
     /// the `drain` method to schedule on it with `call_soon_threadsafe` instead.
@@ -385,10 +406,10 @@ struct Queue {
 impl Queue {
     /// Queues an output; only the first output of a batch wakes the loop, since the drain
     /// that wake-up causes takes everything queued until it runs.
-    fn push(&self, id: u64, out: Output) {
+    fn push(&self, id: u64, out: Output, spent: Option<Work>) {
         let first = {
             let mut done = lock(&self.done);
-            done.push((id, out));
+            done.push((id, out, spent));
             done.len() == 1
         };
         if first {
@@ -481,12 +502,19 @@ impl Completions {
         }
         // Futures are looked up before any Python code runs, so that code (a finalizer
         // started by an allocation, say) may cancel other calls without a deadlock.
+        let mut spent = Vec::with_capacity(done.len());
         let ready: Vec<(Py<PyAny>, Output)> = {
             let mut pending = lock(&self.pending);
             done.into_iter()
-                .filter_map(|(id, out)| pending.remove(&id).map(|f| (f, out)))
+                .filter_map(|(id, out, work)| {
+                    spent.push(work);
+                    pending.remove(&id).map(|f| (f, out))
+                })
                 .collect()
         };
+        // The works' arguments (Python strings among them) are released here, with the
+        // GIL, after the futures are looked up.
+        drop(spent);
         for (future, out) in ready {
             let future = future.bind(py);
             // A future cancelled meanwhile, or one of a closed loop, refuses the value:

@@ -160,9 +160,9 @@ pub(crate) struct Endpoint {
 
 type Messages = Vec<(String, Option<String>)>;
 
-/// The arguments of a chat call, turned into a [`TextRequest`] on the runtime's thread:
-/// a prompt is read in place from the Python string, so a blocking call with a prompt
-/// allocates nothing on the calling thread (see `bridge::Blocking`).
+/// The arguments of a chat call, copied into a [`TextRequest`] on the runtime's thread
+/// and kept with the work (see `Operation::deferred_keeping`): a prompt is read in place
+/// from the Python string, and whatever the calling thread allocated is freed there.
 struct TextArgs {
     prompt: Option<PyBackedStr>,
     messages: Option<Messages>,
@@ -173,19 +173,24 @@ struct TextArgs {
 }
 
 impl TextArgs {
-    fn into_request(self) -> TextRequest {
-        TextRequest {
-            prompt: self.prompt.as_deref().map(str::to_owned),
-            messages: self.messages.map(|m| {
-                m.into_iter()
-                    .map(|(role, content)| ChatMessage { role, content })
+    /// The request, copied from the arguments on the runtime's thread.
+    fn to_request(args: &Result<TextArgs, Error>) -> Result<TextRequest, Error> {
+        let args = args.as_ref().map_err(Clone::clone)?;
+        Ok(TextRequest {
+            prompt: args.prompt.as_deref().map(str::to_owned),
+            messages: args.messages.as_ref().map(|m| {
+                m.iter()
+                    .map(|(role, content)| ChatMessage {
+                        role: role.clone(),
+                        content: content.clone(),
+                    })
                     .collect()
             }),
-            temperature: self.temperature,
-            max_tokens: self.max_tokens,
-            extra: self.extra,
-            timeout: self.timeout,
-        }
+            temperature: args.temperature,
+            max_tokens: args.max_tokens,
+            extra: args.extra.clone(),
+            timeout: args.timeout,
+        })
     }
 }
 
@@ -331,11 +336,14 @@ impl Endpoint {
         extra: Option<&Bound<'_, PyDict>>,
         timeout: Option<f64>,
     ) -> PyResult<Operation> {
-        let req = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
+        let args = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
         let endpoint = self.core();
-        Ok(Operation::deferred(move || async move {
-            let r = endpoint()?.generate_text(req?.into_request()).await?;
-            Ok(text_result(r))
+        Ok(Operation::deferred_keeping(args, move |args| {
+            let req = TextArgs::to_request(args);
+            async move {
+                let r = endpoint()?.generate_text(req?).await?;
+                Ok(text_result(r))
+            }
         }))
     }
 
@@ -350,36 +358,41 @@ impl Endpoint {
         extra: Option<&Bound<'_, PyDict>>,
         timeout: Option<f64>,
     ) -> PyResult<Operation> {
-        let req = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
+        let args = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
         let endpoint = self.core();
-        Ok(Operation::deferred(move || async move {
-            let stream = endpoint()?
-                .generate_text_stream(req?.into_request())
-                .await?;
-            Ok(Box::new(move |py: Python<'_>| {
-                TextStream {
-                    closer: stream.closer(),
-                    inner: Mutex::new(Some(Arc::new(tokio::sync::Mutex::new(stream)))),
-                }
-                .into_py_any(py)
-            }) as Finish)
+        Ok(Operation::deferred_keeping(args, move |args| {
+            let req = TextArgs::to_request(args);
+            async move {
+                let stream = endpoint()?.generate_text_stream(req?).await?;
+                Ok(Box::new(move |py: Python<'_>| {
+                    TextStream {
+                        closer: stream.closer(),
+                        inner: Mutex::new(Some(Arc::new(tokio::sync::Mutex::new(stream)))),
+                    }
+                    .into_py_any(py)
+                }) as Finish)
+            }
         }))
     }
 
     fn embed(&self, inputs: Vec<String>) -> Operation {
         let endpoint = self.core();
-        Operation::deferred(
-            move || async move { Ok(embed_result(endpoint()?.embed(inputs).await?)) },
-        )
+        Operation::deferred_keeping(inputs, move |inputs| {
+            let inputs = inputs.clone();
+            async move { Ok(embed_result(endpoint()?.embed(inputs).await?)) }
+        })
     }
 
     #[pyo3(signature = (query, documents, top_n=None))]
     fn rerank(&self, query: String, documents: Vec<String>, top_n: Option<u32>) -> Operation {
         let endpoint = self.core();
-        Operation::deferred(move || async move {
-            Ok(rerank_result(
-                endpoint()?.rerank(&query, documents, top_n).await?,
-            ))
+        Operation::deferred_keeping((query, documents), move |(query, documents)| {
+            let (query, documents) = (query.clone(), documents.clone());
+            async move {
+                Ok(rerank_result(
+                    endpoint()?.rerank(&query, documents, top_n).await?,
+                ))
+            }
         })
     }
 
