@@ -92,7 +92,26 @@ def test_ctrl_c_interrupts_a_blocked_call(faulty: LocalPlatform, what: str) -> N
         assert "Traceback" not in proc.stderr.read()
 
 
-FORK_CHILD = textwrap.dedent(
+# Waits for a forked child; a child that hangs is killed and reported as None.
+REAP = textwrap.dedent(
+    """
+    import os, time
+
+    def reap(pid, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                return None
+            time.sleep(0.005)
+    """
+)
+
+FORK_CHILD = REAP + textwrap.dedent(
     """
     import asyncio, os, sys, time
     import inferencekey
@@ -116,20 +135,13 @@ FORK_CHILD = textwrap.dedent(
         except BaseException as exc:
             print("child failed:", repr(exc), file=sys.stderr, flush=True)
             os._exit(2)
-    deadline = time.monotonic() + 20
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            print("child hung", flush=True)
-            sys.exit(4)
-        time.sleep(0.02)
+    code = reap(pid)
+    if code is None:
+        print("child hung", flush=True)
+        sys.exit(4)
     assert sync_ep.generate_text(prompt="parent again").text
     assert asyncio.run(async_ep.generate_text(prompt="parent again")).text
-    sys.exit(os.waitstatus_to_exitcode(status))
+    sys.exit(code)
     """
 )
 
@@ -149,7 +161,7 @@ def test_forked_child_can_use_the_parents_clients(platform: LocalPlatform, chat_
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-FORK_BUSY_CHILD = textwrap.dedent(
+FORK_BUSY_CHILD = REAP + textwrap.dedent(
     """
     import asyncio, os, sys, threading, time, warnings
     import inferencekey
@@ -194,20 +206,11 @@ FORK_BUSY_CHILD = textwrap.dedent(
             except BaseException as exc:
                 print("child failed:", repr(exc), file=sys.stderr, flush=True)
                 os._exit(2)
-        deadline = time.monotonic() + 20
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                print(f"child {n} hung", flush=True)
-                os._exit(4)
-            time.sleep(0.005)
-        if os.waitstatus_to_exitcode(status) != 0:
-            print(f"child {n} exited with {status}", flush=True)
-            os._exit(5)
+        code = reap(pid)
+        if code != 0:
+            what = "hung" if code is None else f"exited with {code}"
+            print(f"child {n} {what}", flush=True)
+            os._exit(4)
         time.sleep(0.01)
     stop.set()
     for t in threads:
