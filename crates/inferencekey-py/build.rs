@@ -4,25 +4,41 @@
 //! linker gets it as `--symbol-ordering-file`. Spread over the whole library, those few
 //! hundred kilobytes of code made the kernel map most of its five megabytes into every
 //! process that makes calls, since it maps code in 64 KiB blocks around each page used;
-//! packed together, about 1.4 MiB stays resident.
+//! packed together, about 1.5 MiB stays resident.
 //!
-//! Only LLD and mold know the option, so it is passed only where rustc links with its
-//! own LLD by default (x86_64 Linux from Rust 1.90) and nothing in the environment
-//! chooses another linker. `INFERENCEKEY_NO_SYMBOL_ORDER=1` turns it off.
+//! Only some linkers know the option (LLD, which rustup's Rust uses on x86_64 Linux, and
+//! mold; not GNU ld or gold, nor Apple's), so it is passed only when linking a tiny
+//! program with it, the way this build links, succeeds. `INFERENCEKEY_NO_SYMBOL_ORDER=1`
+//! turns it off.
 
 use std::env;
-use std::path::PathBuf;
-use std::process::Command;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 fn main() {
     println!("cargo:rerun-if-changed=hot-symbols.txt");
-    println!("cargo:rerun-if-env-changed=INFERENCEKEY_NO_SYMBOL_ORDER");
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let list = manifest.join("hot-symbols.txt");
+    for var in [
+        "INFERENCEKEY_NO_SYMBOL_ORDER",
+        "RUSTC_LINKER",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
     if env::var_os("INFERENCEKEY_NO_SYMBOL_ORDER").is_some_and(|v| !v.is_empty() && v != "0") {
         return;
     }
-    if !list.is_file() || !links_with_rust_lld() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let list = manifest.join("hot-symbols.txt");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    if !list.is_file() {
+        return;
+    }
+    if !linker_takes_symbol_order(&out_dir) {
+        println!(
+            "cargo:warning=the linker does not take --symbol-ordering-file: hot code not packed"
+        );
         return;
     }
     println!(
@@ -33,38 +49,43 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,--no-warn-symbol-ordering");
 }
 
-/// Whether rustc links this build with its bundled LLD: the default on
-/// x86_64-unknown-linux-gnu since Rust 1.90, unless flags or a linker setting override it.
-fn links_with_rust_lld() -> bool {
-    if env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu") {
+/// Whether a program built like this crate (same compiler, target, flags and linker)
+/// links with `--symbol-ordering-file`.
+fn linker_takes_symbol_order(out_dir: &Path) -> bool {
+    let Some(rustc) = env::var_os("RUSTC") else {
         return false;
+    };
+    let source = out_dir.join("link_probe.rs");
+    let order = out_dir.join("link_probe_order.txt");
+    if fs::write(&source, "fn main() {}\n").is_err() || fs::write(&order, "main\n").is_err() {
+        return false;
+    }
+    let mut probe = Command::new(rustc);
+    probe
+        .args([
+            "--crate-type=bin",
+            "--crate-name=link_probe",
+            "--edition=2021",
+        ])
+        .arg("-o")
+        .arg(out_dir.join("link_probe"))
+        .arg(&source);
+    if let Ok(target) = env::var("TARGET") {
+        probe.args(["--target", &target]);
     }
     let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    let overrides = [
-        "linker",
-        "link-self-contained",
-        "linker-flavor",
-        "linker-features",
-        "fuse-ld",
-    ];
-    if overrides.iter().any(|o| flags.contains(o)) {
-        return false;
+    probe.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    if let Some(linker) = env::var_os("RUSTC_LINKER") {
+        let mut arg = OsString::from("linker=");
+        arg.push(linker);
+        probe.arg("-C").arg(arg);
     }
-    let linker_vars = [
-        "RUSTC_LINKER",
-        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER",
-    ];
-    if linker_vars.iter().any(|v| env::var_os(v).is_some()) {
-        return false;
-    }
-    rustc_minor().is_some_and(|minor| minor >= 90)
-}
-
-fn rustc_minor() -> Option<u32> {
-    let rustc = env::var_os("RUSTC")?;
-    let out = Command::new(rustc).arg("--version").output().ok()?;
-    // "rustc 1.95.0 (59807616e 2026-04-14)"
-    let text = String::from_utf8(out.stdout).ok()?;
-    let version = text.split_whitespace().nth(1)?;
-    version.split('.').nth(1)?.parse().ok()
+    let mut order_arg = OsString::from("link-arg=-Wl,--symbol-ordering-file=");
+    order_arg.push(&order);
+    probe.arg("-C").arg(order_arg);
+    probe
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -1,11 +1,13 @@
-"""How much of `hot-symbols.txt` a built extension still matches.
+"""How much of `hot-symbols.txt` a built extension matches, and whether it is laid out.
 
     python scripts/hot-symbols/check.py [path/to/_native.abi3.so]
 
 The list names functions by their mangled symbols, which change with dependencies,
 compiler and build profile. Symbols the linker cannot find are skipped, so a stale list
 breaks nothing; it only stops packing the code together. Below about 90 %, regenerate it
-with `generate.py`.
+with `generate.py`. "laid out first" says whether the listed functions do come before
+all others in the code, which they do not when build.rs found a linker without
+`--symbol-ordering-file` (or `INFERENCEKEY_NO_SYMBOL_ORDER` was set).
 """
 
 from __future__ import annotations
@@ -30,12 +32,28 @@ def main(argv: list[str]) -> int:
         line.strip() for line in LIST.read_text().splitlines() if line.strip()[:1] not in ("", "#")
     ]
     listing = subprocess.run(
-        ["nm", "--defined-only", str(library)], capture_output=True, text=True, check=True
+        ["nm", "--defined-only", "--numeric-sort", str(library)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    present = {parts[-1] for parts in map(str.split, listing.splitlines()) if len(parts) == 3}
-    found = sum(1 for name in wanted if name in present)
-    share = found / len(wanted) if wanted else 0.0
-    print(f"{found} of {len(wanted)} listed functions are in {library.name} ({share:.0%})")
+    # Functions in address order: "address type name".
+    functions = [
+        parts[2]
+        for parts in map(str.split, listing.splitlines())
+        if len(parts) == 3 and parts[1] in "tTwW"
+    ]
+    wanted_set = set(wanted)
+    present = wanted_set.intersection(functions)
+    share = len(present) / len(wanted) if wanted else 0.0
+    print(f"{len(present)} of {len(wanted)} listed functions are in {library.name} ({share:.0%})")
+    if not present:
+        return 0
+    last = max(i for i, name in enumerate(functions) if name in wanted_set)
+    strays = sum(1 for name in functions[:last] if name not in wanted_set)
+    # A few others sit among them: aliases of one body, and functions the profile missed.
+    layout = "laid out first" if strays <= len(present) // 5 else "NOT laid out first"
+    print(f"{layout}: {strays} other functions among the listed ones")
     return 0
 
 

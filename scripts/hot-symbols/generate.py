@@ -37,7 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DEFAULT_OUT = REPO / "crates" / "inferencekey-py" / "hot-symbols.txt"
-OBJECT = "_native"
+OBJECT = "_native.abi3.so"
 NATIVE_RUNS = 3
 
 HEADER = """\
@@ -94,7 +94,7 @@ def hot_functions(callgrind_out: Path) -> list[str]:
     for line in lines:
         if line.startswith("ob="):
             ref = re.match(r"^ob=\((\d+)\)", line)
-            in_object = ref is not None and OBJECT in names["ob"].get(ref.group(1), "")
+            in_object = ref is not None and names["ob"].get(ref.group(1), "").endswith(OBJECT)
         elif line.startswith("fn="):
             ref = re.match(r"^fn=\((\d+)\)", line)
             current = names["fn"].get(ref.group(1)) if ref and in_object else None

@@ -175,6 +175,12 @@ FORK_BUSY_CHILD = REAP + textwrap.dedent(
     stop = threading.Event()
     made = [0, 0]
 
+    def crash(args):
+        print("parent thread failed:", repr(args.exc_value), flush=True)
+        os._exit(6)
+
+    threading.excepthook = crash
+
     def blocking_calls(slot):
         while not stop.is_set():
             assert sync_ep.generate_text(prompt=f"busy {slot}").text
@@ -212,10 +218,14 @@ FORK_BUSY_CHILD = REAP + textwrap.dedent(
             print(f"child {n} {what}", flush=True)
             os._exit(4)
         time.sleep(0.01)
+    # The parent's threads carry on after the forks.
+    after_forks = list(made)
+    time.sleep(0.3)
     stop.set()
     for t in threads:
         t.join(30)
-    assert made[0] > forks and made[1] > 0, made
+    assert not any(t.is_alive() for t in threads), "a parent thread hung"
+    assert made[0] > after_forks[0] and made[1] > after_forks[1], (after_forks, made)
     print("ok", flush=True)
     """
 )

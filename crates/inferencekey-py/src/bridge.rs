@@ -141,18 +141,22 @@ impl Operation {
         completions: Bound<'_, Completions>,
         future: Py<PyAny>,
     ) -> PyResult<()> {
-        let mut work = self.take(py)?;
+        let work = self.take(py)?;
         let owner = completions.get();
         let id = owner.track(future);
         let delivery = Delivery {
             queue: owner.queue.clone(),
             id,
+            work: Some(work),
             sent: false,
         };
         let spawned = runtime::spawn(async move {
             let mut delivery = delivery;
-            let out = run(&mut work).await;
-            delivery.send(out, work);
+            let out = match delivery.work.as_mut() {
+                Some(work) => run(work).await,
+                None => Err(Error::api("this operation was already started")),
+            };
+            delivery.send(out);
         });
         let task = match spawned {
             Ok(task) => task,
@@ -322,6 +326,9 @@ impl Blocking {
         let Some(handoff) = self.handoff.take() else {
             return;
         };
+        // The task handle goes here, on the thread that made the task; aborting a
+        // finished call does nothing anyway.
+        drop(lock(&handoff.task).take());
         *lock(&handoff.out) = Some((out, self.work.take()));
         handoff.done.store(true, Ordering::Release);
         drop(handoff);
@@ -370,14 +377,16 @@ fn poll_briefly(finished: impl Fn() -> bool) -> bool {
 struct Delivery {
     queue: Arc<Queue>,
     id: u64,
+    /// Goes back with the output, to be dropped with the GIL by `drain` (see
+    /// [`Operation::deferred_keeping`]), also when the task is aborted.
+    work: Option<Work>,
     sent: bool,
 }
 
 impl Delivery {
-    /// Queues the output, and the spent work with it, to be dropped with the GIL.
-    fn send(&mut self, out: Output, work: Work) {
+    fn send(&mut self, out: Output) {
         self.sent = true;
-        self.queue.push(self.id, out, Some(work));
+        self.queue.push(self.id, out, self.work.take());
     }
 }
 
@@ -387,7 +396,7 @@ impl Drop for Delivery {
             self.queue.push(
                 self.id,
                 Err(Error::api("the call was dropped before it finished")),
-                None,
+                self.work.take(),
             );
         }
     }
