@@ -86,12 +86,7 @@ impl Operation {
         M: FnOnce() -> F + Send + 'static,
         F: Future<Output = Output> + Send + 'static,
     {
-        let mut make = Some(make);
-        let work: Work = Box::new(move || make.take().map(|m| Box::pin(m()) as Call));
-        Operation {
-            work: Mutex::new(Some(work)),
-            started: Mutex::new(None),
-        }
+        Self::deferred_keeping((), move |()| make())
     }
 
     /// Like [`Operation::deferred`], for arguments converted from Python on the calling
