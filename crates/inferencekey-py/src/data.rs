@@ -174,11 +174,10 @@ struct TextArgs {
 
 impl TextArgs {
     /// The request, copied from the arguments on the runtime's thread.
-    fn to_request(args: &Result<TextArgs, Error>) -> Result<TextRequest, Error> {
-        let args = args.as_ref().map_err(Clone::clone)?;
-        Ok(TextRequest {
-            prompt: args.prompt.as_deref().map(str::to_owned),
-            messages: args.messages.as_ref().map(|m| {
+    fn to_request(&self) -> TextRequest {
+        TextRequest {
+            prompt: self.prompt.as_deref().map(str::to_owned),
+            messages: self.messages.as_ref().map(|m| {
                 m.iter()
                     .map(|(role, content)| ChatMessage {
                         role: role.clone(),
@@ -186,11 +185,11 @@ impl TextArgs {
                     })
                     .collect()
             }),
-            temperature: args.temperature,
-            max_tokens: args.max_tokens,
-            extra: args.extra.clone(),
-            timeout: args.timeout,
-        })
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            extra: self.extra.clone(),
+            timeout: self.timeout,
+        }
     }
 }
 
@@ -339,7 +338,10 @@ impl Endpoint {
         let args = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
         let endpoint = self.core();
         Ok(Operation::deferred_keeping(args, move |args| {
-            let req = TextArgs::to_request(args);
+            let req = args
+                .as_ref()
+                .map(TextArgs::to_request)
+                .map_err(Clone::clone);
             async move {
                 let r = endpoint()?.generate_text(req?).await?;
                 Ok(text_result(r))
@@ -361,7 +363,10 @@ impl Endpoint {
         let args = Self::request(prompt, messages, temperature, max_tokens, extra, timeout)?;
         let endpoint = self.core();
         Ok(Operation::deferred_keeping(args, move |args| {
-            let req = TextArgs::to_request(args);
+            let req = args
+                .as_ref()
+                .map(TextArgs::to_request)
+                .map_err(Clone::clone);
             async move {
                 let stream = endpoint()?.generate_text_stream(req?).await?;
                 Ok(Box::new(move |py: Python<'_>| {
